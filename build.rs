@@ -1,0 +1,34 @@
+//! Embeds every file under `scripts/` and `prompts/` into the binary, so the
+//! bundled workflows work from a single executable with nothing installed.
+
+use std::path::{Path, PathBuf};
+use std::{env, fs};
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+fn main() {
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let mut files = Vec::new();
+    for top in ["scripts", "prompts"] {
+        println!("cargo:rerun-if-changed={top}");
+        collect(&root.join(top), &mut files);
+    }
+    files.sort();
+    let mut code = String::from("/// Every bundled file: (path relative to the crate root, contents).\npub static FILES: &[(&str, &str)] = &[\n");
+    for file in files {
+        let rel = file.strip_prefix(&root).unwrap().to_string_lossy().replace('\\', "/");
+        code.push_str(&format!("    ({rel:?}, include_str!({:?})),\n", file.display().to_string()));
+    }
+    code.push_str("];\n");
+    fs::write(PathBuf::from(env::var("OUT_DIR").unwrap()).join("bundled.rs"), code).unwrap();
+}

@@ -1,0 +1,224 @@
+//! Parses the command line, builds the host, and runs the selected command.
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{CommandFactory, FromArgMatches};
+use rhai::Map;
+
+use crate::cli::{Cli, FileAction, HostCommand};
+use crate::engine::{self, Host, ScriptSource, SharedHost};
+use crate::error::UsageError;
+use crate::lookup::{Kind, Layer};
+use crate::manifest::Manifest;
+use crate::paths::{self, Roots};
+use crate::trust::Status;
+
+/// Runs aloop with these arguments and returns the exit code.
+pub fn run(argv: Vec<OsString>) -> Result<i32> {
+    let start_dir = start_dir(&argv)?;
+    let project = paths::find_project_root(&start_dir);
+    let home = paths::aloop_home();
+    let roots = Roots::new(&project, &home).with_context(|| format!("opening {}", project.display()))?;
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let host = Host::new(roots, interactive);
+    let manifest = Manifest::load(&host.lookup)?;
+    let command = manifest.extend(Cli::command())?;
+    let matches = command.try_get_matches_from(argv).unwrap_or_else(|e| e.exit());
+    if let Some(selected) = manifest.dispatch(&matches) {
+        let (spec, args) = selected?;
+        let found = host.find_script(&spec.script)?;
+        return engine::run_script(&host, &ScriptSource::from_found(&found), args);
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match cli.command {
+        HostCommand::Script(action) => file_action(&host, Kind::Script, action),
+        HostCommand::Prompt(action) => file_action(&host, Kind::Prompt, action),
+        HostCommand::Exec { target, pairs } => exec(&host, &target, &pairs),
+        HostCommand::Trust { list, revoke } => trust(&host, list, revoke.as_deref()),
+    }
+}
+
+/// The directory given with `-C`, looked up before clap runs because the
+/// project decides which commands exist.
+fn start_dir(argv: &[OsString]) -> Result<PathBuf> {
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let mut args = argv.iter().skip(1);
+    while let Some(arg) = args.next() {
+        let Some(text) = arg.to_str() else { continue };
+        let dir = match text {
+            "--" => break,
+            "-C" => args.next().map(PathBuf::from),
+            _ => text.strip_prefix("-C").map(PathBuf::from),
+        };
+        if let Some(dir) = dir {
+            let dir = cwd.join(dir);
+            if !dir.is_dir() {
+                return Err(UsageError(format!("-C {}: not a directory", dir.display())).into());
+            }
+            return Ok(dir);
+        }
+    }
+    Ok(cwd)
+}
+
+fn exec(host: &SharedHost, target: &str, pairs: &[String]) -> Result<i32> {
+    let mut args = Map::new();
+    for pair in pairs {
+        match pair.split_once('=') {
+            Some((key, value)) if !key.is_empty() => {
+                args.insert(key.into(), value.to_string().into());
+            }
+            _ => return Err(UsageError(format!("'{pair}' is not KEY=VALUE")).into()),
+        }
+    }
+    let path = Path::new(target);
+    let script = if path.is_file() {
+        ScriptSource::from_file(path)?
+    } else if target.ends_with(".rhai") && target.contains('/') && !target.starts_with(".loop") {
+        bail!("{target}: no such file");
+    } else {
+        ScriptSource::from_found(&host.find_script(target)?)
+    };
+    engine::run_script(host, &script, args)
+}
+
+fn file_action(host: &SharedHost, kind: Kind, action: FileAction) -> Result<i32> {
+    match action {
+        FileAction::List => list(host, kind),
+        FileAction::Show { name } => {
+            let found = host.lookup.find(kind, &name).map_err(UsageError)?;
+            let found = found.with_context(|| format!("no {} named '{name}'", kind.folder()))?;
+            eprintln!("# {} ({})", found.origin(kind), found.layer);
+            crate::host::ui::print_line(found.text.trim_end());
+            Ok(0)
+        }
+        FileAction::Eject { name, force } => eject(host, kind, &name, force),
+        FileAction::Check => check(host, kind),
+    }
+}
+
+fn list(host: &SharedHost, kind: Kind) -> Result<i32> {
+    let mut rows = Vec::new();
+    for (name, layers) in host.lookup.list(kind) {
+        let winner = layers[0];
+        let mut source = winner.to_string();
+        if layers.len() > 1 {
+            let rest: Vec<String> = layers[1..].iter().map(Layer::to_string).collect();
+            source.push_str(&format!(" (overrides {})", rest.join(", ")));
+        }
+        let state = match (kind, winner) {
+            (Kind::Script, Layer::Repo) => {
+                let found = host.lookup.find(kind, &name).map_err(UsageError)?.expect("listed");
+                host.trust.status(found.path.as_deref().expect("on disk"), &found.text)?.to_string()
+            }
+            (Kind::Script, _) => "trusted".to_string(),
+            (Kind::Prompt, _) => "-".to_string(),
+        };
+        rows.push(vec![name, source, state]);
+    }
+    let headers = ["NAME", "SOURCE", "TRUST"].map(String::from);
+    crate::host::ui::print_line(&crate::host::ui::table(&headers, &rows));
+    Ok(0)
+}
+
+fn eject(host: &SharedHost, kind: Kind, name: &str, force: bool) -> Result<i32> {
+    let copies = host.lookup.find_all(kind, name).map_err(UsageError)?;
+    let bundled = copies
+        .iter()
+        .find(|f| f.layer == Layer::Bundled)
+        .with_context(|| format!("there is no bundled {} named '{name}' to eject", kind.folder()))?;
+    let target = host.lookup.dir(Layer::Repo, kind).expect("repo layer is on disk").join(format!(
+        "{}.{}",
+        bundled.name,
+        kind.extension()
+    ));
+    if target.exists() && !force {
+        bail!("{} already exists (pass --force to replace it)", target.display());
+    }
+    crate::atomic::write(&target, bundled.text.as_bytes())
+        .with_context(|| format!("writing {}", target.display()))?;
+    crate::host::ui::message("✓", "32", &format!("ejected {} to {}", bundled.name, target.display()));
+    if kind == Kind::Script {
+        // The user asked for this copy, so it is theirs to run.
+        host.trust.trust(&[(target, bundled.text.to_string())])?;
+        eprintln!("  it is trusted as it is now; after editing it, review and run `aloop trust`");
+    }
+    Ok(0)
+}
+
+fn check(host: &SharedHost, kind: Kind) -> Result<i32> {
+    let engine = engine::new_engine(host);
+    let mut failures = 0;
+    let mut checked = 0;
+    for name in host.lookup.list(kind).keys() {
+        for found in host.lookup.find_all(kind, name).map_err(UsageError)? {
+            checked += 1;
+            let origin = found.origin(kind);
+            let result = match kind {
+                Kind::Script => {
+                    host.compile(&engine, &format!("check:{origin}"), &origin, &found.text).map(|_| ())
+                }
+                Kind::Prompt => handlebars::Template::compile(&found.text)
+                    .map(|_| ())
+                    .map_err(|e| anyhow::anyhow!(crate::host::tpl::template_error(&origin, &e))),
+            };
+            if let Err(e) = result {
+                failures += 1;
+                eprintln!("{e:#}");
+            }
+        }
+    }
+    if failures > 0 {
+        bail!("{failures} of {checked} {} failed to compile", kind.folder());
+    }
+    crate::host::ui::message("✓", "32", &format!("{checked} {} compile", kind.folder()));
+    Ok(0)
+}
+
+fn trust(host: &SharedHost, list: bool, revoke: Option<&Path>) -> Result<i32> {
+    if let Some(path) = revoke {
+        let full =
+            paths::canonicalize_lenient(path).with_context(|| format!("resolving {}", path.display()))?;
+        if host.trust.revoke(&full)? {
+            crate::host::ui::message("✓", "32", &format!("{} is no longer trusted", full.display()));
+        } else {
+            eprintln!("{} was not trusted", full.display());
+        }
+        return Ok(0);
+    }
+    let dir = host.lookup.dir(Layer::Repo, Kind::Script).expect("repo layer is on disk");
+    let mut files = Vec::new();
+    crate::lookup::walk(&dir, &mut files);
+    files.retain(|f| f.extension().is_some_and(|e| e == "rhai"));
+    files.sort();
+    let mut scripts = Vec::new();
+    for file in files {
+        let text = crate::atomic::read_text(&file)?;
+        scripts.push((file, text));
+    }
+    if !list {
+        host.trust.trust(&scripts)?;
+    }
+    let mut rows = Vec::new();
+    for (path, text) in &scripts {
+        rows.push(vec![host.roots.display(path), host.trust.status(path, text)?.to_string()]);
+    }
+    if list {
+        let pinned = host.trust.entries()?;
+        for path in pinned.keys() {
+            if !scripts.iter().any(|(p, _)| p.display().to_string() == *path) {
+                rows.push(vec![path.clone(), Status::Trusted.to_string()]);
+            }
+        }
+    }
+    if rows.is_empty() {
+        eprintln!("no repository scripts in {}", dir.display());
+    } else {
+        let headers = ["SCRIPT", "STATUS"].map(String::from);
+        crate::host::ui::print_line(&crate::host::ui::table(&headers, &rows));
+    }
+    Ok(0)
+}

@@ -1,0 +1,131 @@
+//! Crash-safe file writes and advisory locks, the two things every state file
+//! relies on.
+
+use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::HostError;
+
+/// Creates `dir` and its missing parents with mode 0700.
+pub fn create_dirs(dir: &Path) -> io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// Writes `bytes` to `path` so that a reader (or a crash) sees either the old
+/// file or the new one, never a mix: a temp file in the same directory, fsync,
+/// rename, then fsync of the directory. The file gets mode 0600.
+pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    create_dirs(dir)?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", path.file_name().unwrap_or_default().to_string_lossy()))
+        .suffix(".tmp")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .tempfile_in(dir)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    File::open(dir)?.sync_all()
+}
+
+/// Appends `bytes` with a single `write(2)` on an `O_APPEND` descriptor, so
+/// concurrent appenders never interleave within one record.
+pub fn append(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        create_dirs(dir)?;
+    }
+    let mut file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+    let written = file.write(bytes)?;
+    if written != bytes.len() {
+        return Err(io::Error::new(io::ErrorKind::WriteZero, "short append"));
+    }
+    file.sync_data()
+}
+
+/// An exclusive advisory lock on a file, released when dropped. The holder
+/// writes its pid into the file so that whoever waits can say who holds it.
+#[derive(Debug)]
+pub struct FileLock {
+    file: Option<File>,
+    path: PathBuf,
+}
+
+impl FileLock {
+    /// Takes the lock, waiting up to `wait` for a holder to let go.
+    pub fn acquire(path: &Path, wait: Duration) -> Result<Self, HostError> {
+        if let Some(dir) = path.parent() {
+            create_dirs(dir).map_err(|e| HostError::io(format!("creating {}", dir.display()), e))?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| HostError::io(format!("opening lock {}", path.display()), e))?;
+        let deadline = Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    if crate::cancel::is_interrupted() {
+                        return Err(HostError::Other("interrupted while waiting for a lock".into()));
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(HostError::Locked { path: path.to_path_buf(), holder: holder(&mut file) })
+                }
+                Err(TryLockError::Error(e)) => {
+                    return Err(HostError::io(format!("locking {}", path.display()), e))
+                }
+            }
+        }
+        // Record who holds it; failure to do so does not weaken the lock.
+        let _ = file.set_len(0).and_then(|()| write!(&file, "{}\n", std::process::id()));
+        Ok(Self { file: Some(file), path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Lets go now rather than at drop.
+    pub fn release(&mut self) {
+        if let Some(file) = self.file.take() {
+            let _ = file.set_len(0);
+            let _ = file.unlock();
+        }
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+fn holder(file: &mut File) -> String {
+    let mut text = String::new();
+    let _ = file.rewind().and_then(|_| file.read_to_string(&mut text));
+    match text.trim() {
+        "" => "another process".to_string(),
+        pid => format!("pid {pid}"),
+    }
+}
+
+/// Reads a file as UTF-8, naming the file in the error.
+pub fn read_text(path: &Path) -> Result<String, HostError> {
+    let bytes = fs::read(path).map_err(|e| HostError::io(format!("reading {}", path.display()), e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        HostError::Other(format!(
+            "{}: not UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}

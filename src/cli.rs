@@ -1,0 +1,86 @@
+//! The host's own commands. Workflow commands (`iterate ...`, `init`, `run`,
+//! ...) are added at start-up from `scripts/commands.toml`; see `manifest`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  aloop demo                          watch the story loop run on a throwaway project
+  aloop init && aloop plan SPEC.md    set up the story loop in this repository
+  aloop run 5                         run up to five generator/evaluator iterations
+  aloop iterate run --dry-run         preview one product-improvement cycle
+  aloop script eject loop/run         fork a bundled workflow into .loop/scripts/";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "aloop",
+    version,
+    about = "Run coding agents in disciplined, scriptable loops",
+    long_about = "aloop runs coding agents (Claude Code, Codex, Qwen Code, Gemini CLI, or any program \
+through an adapter script) in disciplined loops. Every workflow is a Rhai script you can fork.",
+    after_help = EXAMPLES,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// Run as if aloop was started in DIR (like `git -C`)
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: HostCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// List, show, fork or check workflow scripts
+    #[command(subcommand)]
+    Script(FileAction),
+    /// List, show, fork or check prompt templates
+    #[command(subcommand)]
+    Prompt(FileAction),
+    /// Run a script file or a script by name, with KEY=VALUE pairs in ARGS
+    #[command(
+        after_help = "Examples:\n  aloop exec ./tools/report.rhai since=2026-01-01\n  aloop exec loop/status"
+    )]
+    Exec {
+        /// A path to a .rhai file, or a script name such as `loop/status`
+        #[arg(value_name = "FILE_OR_NAME")]
+        target: String,
+        /// Values for the script's ARGS map
+        #[arg(value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+    },
+    /// Allow this repository's own scripts (.loop/scripts) to run
+    #[command(
+        after_help = "Examples:\n  aloop trust            trust the repository's scripts as they are now\n  \
+aloop trust --list     show what is trusted\n  aloop trust --revoke .loop/scripts/loop/run.rhai"
+    )]
+    Trust {
+        /// Show the trust status of each repository script and every pinned file
+        #[arg(long, conflicts_with = "revoke")]
+        list: bool,
+        /// Forget the trust given to this file
+        #[arg(long, value_name = "PATH")]
+        revoke: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FileAction {
+    /// Every visible file, where it comes from, and whether it may run
+    List,
+    /// Print a file's text (the copy that lookup picks)
+    Show { name: String },
+    /// Copy a bundled file into .loop/ to fork it
+    Eject {
+        name: String,
+        /// Replace an existing copy
+        #[arg(long)]
+        force: bool,
+    },
+    /// Compile every visible file and report errors with their positions
+    Check,
+}

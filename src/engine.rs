@@ -1,0 +1,360 @@
+//! The one Rhai engine factory, used by the binary and by every test, and the
+//! code that loads, compiles and runs a script.
+//!
+//! Limits are always on, bundled scripts included: call depth, expression
+//! depth, string/array/map sizes, and an operation budget between blocking
+//! calls (so a busy loop ends with an error while a long `watch` that sleeps
+//! between cycles does not). `eval` is disabled and variables are strict.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use anyhow::{anyhow, Result};
+use rhai::{Dynamic, Engine, EvalAltResult, Map, Module, ModuleResolver, Position, Scope, AST};
+
+use crate::cancel;
+use crate::error::{HostError, Interrupted, ScriptExit};
+use crate::lookup::{Found, Kind, Layer, Lookup};
+use crate::paths::Roots;
+use crate::trust::{Status, Trust};
+
+/// Operations a script may run without calling a blocking primitive, unless
+/// `ALOOP_MAX_OPERATIONS` says otherwise.
+const DEFAULT_OPERATION_BUDGET: u64 = 50_000_000;
+/// Operations a script may still run after Ctrl-C, to record what happened.
+const OPERATIONS_AFTER_INTERRUPT: u64 = 20_000_000;
+
+/// Everything the primitives share for one run of `aloop`.
+pub struct Host {
+    pub roots: Roots,
+    pub lookup: Lookup,
+    pub trust: Trust,
+    /// Whether stdin and stderr are terminals (confirmations and live views).
+    pub interactive: bool,
+    pub version: &'static str,
+    pub templates: RefCell<crate::host::tpl::Templates>,
+    /// Script sources by origin, for showing the offending line of an error.
+    sources: RefCell<HashMap<String, Rc<str>>>,
+    /// Compiled scripts by name, so each is compiled once per run.
+    compiled: RefCell<HashMap<String, Rc<AST>>>,
+    modules: RefCell<HashMap<String, rhai::Shared<Module>>>,
+    last_operations: Cell<u64>,
+    budget: u64,
+    budget_start: Cell<u64>,
+    interrupted_at: Cell<Option<u64>>,
+}
+
+pub type SharedHost = Rc<Host>;
+
+impl Host {
+    pub fn new(roots: Roots, interactive: bool) -> SharedHost {
+        let lookup = Lookup::new(&roots.loop_dir(), &roots.home);
+        let trust = Trust::new(&roots.home);
+        Rc::new(Host {
+            roots,
+            lookup,
+            trust,
+            interactive,
+            version: env!("CARGO_PKG_VERSION"),
+            templates: RefCell::new(crate::host::tpl::Templates::default()),
+            sources: RefCell::default(),
+            compiled: RefCell::default(),
+            modules: RefCell::default(),
+            last_operations: Cell::new(0),
+            budget: std::env::var("ALOOP_MAX_OPERATIONS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_OPERATION_BUDGET),
+            budget_start: Cell::new(0),
+            interrupted_at: Cell::new(None),
+        })
+    }
+
+    /// Starts a new operation budget; called by every blocking primitive.
+    pub fn refill_budget(&self) {
+        self.budget_start.set(self.last_operations.get());
+    }
+
+    /// Finds a script by name and refuses repository scripts that the user has
+    /// not trusted (a cloned repository must not run code without consent).
+    pub fn find_script(&self, name: &str) -> Result<Found, HostError> {
+        let found =
+            self.lookup.find(Kind::Script, name).map_err(HostError::Other)?.ok_or_else(|| {
+                HostError::Other(format!("no script named '{name}' (see `aloop script list`)"))
+            })?;
+        self.check_trust(&found)?;
+        Ok(found)
+    }
+
+    pub fn check_trust(&self, found: &Found) -> Result<(), HostError> {
+        if found.layer != Layer::Repo {
+            return Ok(());
+        }
+        let path = found.path.as_deref().expect("repo files have a path");
+        let status = self.trust.status(path, &found.text).map_err(|e| HostError::Other(format!("{e:#}")))?;
+        match status {
+            Status::Trusted => Ok(()),
+            other => Err(HostError::Other(format!(
+                "refusing to run {} ({other}): repository scripts run only with your consent; \
+                 review it, then run `aloop trust`",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Compiles a script once per run; `origin` names it in error messages.
+    pub fn compile(&self, engine: &Engine, key: &str, origin: &str, text: &str) -> Result<Rc<AST>> {
+        if let Some(ast) = self.compiled.borrow().get(key) {
+            return Ok(ast.clone());
+        }
+        self.sources.borrow_mut().insert(origin.to_string(), Rc::from(text));
+        let mut ast = engine
+            .compile_with_scope(&compile_scope(), text)
+            .map_err(|e| anyhow!(self.format_position(origin, e.position(), &e.err_type().to_string())))?;
+        ast.set_source(origin);
+        // Re-declares ARGS and CTX as script constants so that the script's
+        // own functions can read them as `global::ARGS` and `global::CTX`.
+        let prelude = engine
+            .compile_with_scope(&compile_scope(), "const ARGS = ARGS; const CTX = CTX;")
+            .expect("the prelude compiles");
+        let ast = Rc::new(prelude.merge(&ast));
+        self.compiled.borrow_mut().insert(key.to_string(), ast.clone());
+        Ok(ast)
+    }
+
+    /// Compiles a script found by lookup.
+    pub fn compile_found(&self, engine: &Engine, found: &Found) -> Result<Rc<AST>> {
+        self.compile(engine, &format!("script:{}", found.name), &found.origin(Kind::Script), &found.text)
+    }
+
+    /// `origin:line:col: message` followed by the source line and a caret.
+    pub fn format_position(&self, origin: &str, pos: Position, message: &str) -> String {
+        let (Some(line), col) = (pos.line(), pos.position().unwrap_or(1)) else {
+            return format!("{origin}: {message}");
+        };
+        let mut out = format!("{origin}:{line}:{col}: {message}");
+        if let Some(text) = self.sources.borrow().get(origin) {
+            if let Some(src) = text.lines().nth(line - 1) {
+                let gutter = line.to_string();
+                out.push_str(&format!(
+                    "\n {gutter} | {src}\n {} | {}^",
+                    " ".repeat(gutter.len()),
+                    " ".repeat(col.saturating_sub(1))
+                ));
+            }
+        }
+        out
+    }
+
+    /// Turns a script failure into the error `main` reports.
+    pub fn script_error(&self, origin: &str, err: &EvalAltResult) -> anyhow::Error {
+        let mut origin = origin.to_string();
+        let mut err = err;
+        let mut calls = Vec::new();
+        loop {
+            match err {
+                EvalAltResult::ErrorInFunctionCall(name, source, inner, pos) => {
+                    calls.push(self.format_position(&origin, *pos, &format!("in call to '{name}'")));
+                    if !source.is_empty() {
+                        origin = source.clone();
+                    }
+                    err = inner;
+                }
+                EvalAltResult::ErrorInModule(path, inner, pos) => {
+                    calls.push(self.format_position(&origin, *pos, &format!("in module '{path}'")));
+                    if let Some(found) = self.lookup.find(Kind::Script, path).ok().flatten() {
+                        origin = found.origin(Kind::Script);
+                    }
+                    err = inner;
+                }
+                _ => break,
+            }
+        }
+        if let EvalAltResult::ErrorRuntime(value, _) = err {
+            if let Some(exit) = value.clone().try_cast::<ExitRequest>() {
+                return ScriptExit { code: exit.code, message: exit.message }.into();
+            }
+        }
+        if let EvalAltResult::ErrorTerminated(..) = err {
+            if cancel::is_interrupted() {
+                return Interrupted.into();
+            }
+        }
+        let message = match err {
+            EvalAltResult::ErrorRuntime(value, _) => runtime_message(value),
+            EvalAltResult::ErrorTerminated(..) => format!(
+                "the script ran {} operations without waiting on anything (an endless loop?); \
+                 ALOOP_MAX_OPERATIONS raises the limit",
+                self.budget
+            ),
+            other => strip_position(&other.unwrap_inner().to_string()),
+        };
+        let mut text = self.format_position(&origin, err.position(), &message);
+        for call in calls.iter().rev() {
+            text.push_str(&format!("\n  called from {call}"));
+        }
+        anyhow!(text)
+    }
+}
+
+/// What `exit(code)` and `fail(message, code)` throw.
+#[derive(Debug, Clone)]
+pub struct ExitRequest {
+    pub code: i32,
+    pub message: String,
+}
+
+/// Rhai appends " (line L, position P)" to some messages; the location is
+/// already shown in front of the message.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" (line ") {
+        Some(i) if message.ends_with(')') => message[..i].to_string(),
+        _ => message.to_string(),
+    }
+}
+
+fn runtime_message(value: &Dynamic) -> String {
+    if let Some(map) = value.read_lock::<Map>() {
+        if let Some(message) = map.get("message") {
+            return message.to_string();
+        }
+    }
+    value.to_string()
+}
+
+/// The scope every script starts with: the `ARGS` and `CTX` constants.
+fn globals_scope(args: Map, ctx: Map) -> Scope<'static> {
+    let mut scope = Scope::new();
+    scope.push_constant("ARGS", args);
+    scope.push_constant("CTX", ctx);
+    scope
+}
+
+/// The scope scripts are compiled against: the same names, declared as plain
+/// variables so that strict mode accepts them but the optimizer does not fold
+/// in their compile-time (empty) values.
+fn compile_scope() -> Scope<'static> {
+    let mut scope = Scope::new();
+    scope.push("ARGS", Map::new());
+    scope.push("CTX", Map::new());
+    scope
+}
+
+/// Builds the engine with its limits, primitives and module resolver.
+pub fn new_engine(host: &SharedHost) -> Engine {
+    let mut engine = Engine::new();
+    engine
+        .set_max_call_levels(64)
+        .set_max_expr_depths(64, 32)
+        .set_max_string_size(64 * 1024 * 1024)
+        .set_max_array_size(1_000_000)
+        .set_max_map_size(1_000_000)
+        .set_strict_variables(true)
+        .disable_symbol("eval");
+    let progress_host = Rc::downgrade(host);
+    engine.on_progress(move |ops| {
+        let host = progress_host.upgrade()?;
+        host.last_operations.set(ops);
+        if cancel::is_interrupted() {
+            let since = *host.interrupted_at.get().get_or_insert(ops);
+            host.interrupted_at.set(Some(since));
+            if ops - since > OPERATIONS_AFTER_INTERRUPT {
+                return Some(Dynamic::UNIT);
+            }
+        }
+        (ops - host.budget_start.get() > host.budget).then_some(Dynamic::UNIT)
+    });
+    engine.on_print(|text| crate::host::ui::print_line(text));
+    engine.on_debug(|text, source, pos| eprintln!("[debug] {}:{pos}: {text}", source.unwrap_or("script")));
+    engine.set_module_resolver(LookupResolver { host: Rc::downgrade(host) });
+    crate::host::register(&mut engine, host);
+    engine
+}
+
+/// Resolves `import "lib/x" as x;` through the same lookup and trust rules as
+/// top-level scripts.
+struct LookupResolver {
+    host: std::rc::Weak<Host>,
+}
+
+impl ModuleResolver for LookupResolver {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        _source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<rhai::Shared<Module>, Box<EvalAltResult>> {
+        let host = self.host.upgrade().expect("host outlives the engine");
+        if let Some(module) = host.modules.borrow().get(path) {
+            return Ok(module.clone());
+        }
+        let runtime = |msg: String| Box::new(EvalAltResult::ErrorRuntime(msg.into(), pos));
+        let found = host.find_script(path).map_err(|e| runtime(e.to_string()))?;
+        let ast = host.compile_found(engine, &found).map_err(|e| runtime(format!("{e:#}")))?;
+        let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)?;
+        let module: rhai::Shared<Module> = module.into();
+        host.modules.borrow_mut().insert(path.to_string(), module.clone());
+        Ok(module)
+    }
+}
+
+/// A script ready to run: where it came from and its text.
+pub struct ScriptSource {
+    pub origin: String,
+    pub key: String,
+    pub text: String,
+}
+
+impl ScriptSource {
+    pub fn from_found(found: &Found) -> Self {
+        Self {
+            origin: found.origin(Kind::Script),
+            key: format!("script:{}", found.name),
+            text: found.text.to_string(),
+        }
+    }
+
+    /// A file the user named on the command line: their own choice, so it
+    /// runs without a trust check.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = crate::atomic::read_text(path)?;
+        Ok(Self { origin: path.display().to_string(), key: format!("file:{}", path.display()), text })
+    }
+}
+
+/// Runs a script with `ARGS` and returns the process exit code.
+pub fn run_script(host: &SharedHost, script: &ScriptSource, args: Map) -> Result<i32> {
+    let engine = new_engine(host);
+    let ast = host.compile(&engine, &script.key, &script.origin, &script.text)?;
+    let mut scope = globals_scope(args, context_map(host));
+    host.refill_budget();
+    let result = engine.run_ast_with_scope(&mut scope, &ast);
+    match result {
+        Ok(()) if cancel::is_interrupted() => Err(Interrupted.into()),
+        Ok(()) => Ok(0),
+        Err(err) => {
+            let err = host.script_error(&script.origin, &err);
+            match err.downcast_ref::<ScriptExit>() {
+                Some(exit) if exit.message.is_empty() => Ok(exit.code),
+                _ => Err(err),
+            }
+        }
+    }
+}
+
+/// `CTX`: facts about this run that scripts need.
+fn context_map(host: &Host) -> Map {
+    let path = |p: &PathBuf| Dynamic::from(p.display().to_string());
+    let mut ctx = Map::new();
+    ctx.insert("project_root".into(), path(&host.roots.project));
+    ctx.insert("loop_dir".into(), path(&host.roots.loop_dir()));
+    ctx.insert("home".into(), path(&host.roots.home));
+    ctx.insert("version".into(), host.version.into());
+    ctx.insert("interactive".into(), host.interactive.into());
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "aloop".into());
+    ctx.insert("exe".into(), exe.into());
+    ctx
+}

@@ -1,0 +1,113 @@
+//! The script API: one module per namespace, registered once by the engine
+//! factory. Every fallible function raises a script error; the engine adds
+//! the script path and line:col of the call.
+
+use rhai::{Dynamic, Engine, EvalAltResult, Map, Module, Position};
+
+use crate::engine::{ExitRequest, SharedHost};
+
+/// Registers a primitive in a module. Errors it raises are placed at the
+/// script's call site (Rhai leaves namespaced native calls without one).
+macro_rules! primitive {
+    ($module:expr, $name:expr, || $body:expr) => {
+        $module.set_native_fn($name, move |ctx: rhai::NativeCallContext| {
+            let result: $crate::host::Fallible<_> = (|| $body)();
+            result.map_err(|e| $crate::host::at(&ctx, e))
+        })
+    };
+    ($module:expr, $name:expr, |$($arg:ident : $ty:ty),*| $body:expr) => {
+        $module.set_native_fn($name, move |ctx: rhai::NativeCallContext, $($arg: $ty),*| {
+            let result: $crate::host::Fallible<_> = (|| $body)();
+            result.map_err(|e| $crate::host::at(&ctx, e))
+        })
+    };
+}
+
+pub mod agent;
+pub mod fs;
+pub mod git;
+pub mod json;
+pub mod proc;
+pub mod time;
+pub mod tpl;
+pub mod ui;
+
+/// The error type of every primitive.
+pub type Fallible<T> = Result<T, Box<EvalAltResult>>;
+
+/// Gives an error without a position the position of the call.
+pub fn at(ctx: &rhai::NativeCallContext, mut err: Box<EvalAltResult>) -> Box<EvalAltResult> {
+    if err.position().is_none() {
+        err.set_position(ctx.call_position());
+    }
+    err
+}
+
+/// A runtime error raised at the script's call site.
+pub fn fail<T>(message: impl std::fmt::Display) -> Fallible<T> {
+    Err(Box::new(EvalAltResult::ErrorRuntime(message.to_string().into(), Position::NONE)))
+}
+
+/// Turns any displayable error into a script error.
+pub fn raise(err: impl std::fmt::Display) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(err.to_string().into(), Position::NONE))
+}
+
+/// Reads an optional field of an options map, with a type check that names it.
+pub fn opt<T: 'static + Clone>(opts: &Map, key: &str, what: &str) -> Fallible<Option<T>> {
+    match opts.get(key) {
+        None => Ok(None),
+        Some(v) if v.is_unit() => Ok(None),
+        Some(v) => v
+            .clone()
+            .try_cast::<T>()
+            .map(Some)
+            .ok_or_else(|| raise(format!("option '{key}' must be {what}, not {}", v.type_name()))),
+    }
+}
+
+/// Reads a number of seconds (int or float) from an options map.
+pub fn opt_seconds(opts: &Map, key: &str) -> Fallible<Option<std::time::Duration>> {
+    match opts.get(key) {
+        None => Ok(None),
+        Some(v) if v.is_unit() => Ok(None),
+        Some(v) => {
+            let secs = v.as_float().or_else(|_| v.as_int().map(|i| i as f64)).map_err(|_| {
+                raise(format!("option '{key}' must be a number of seconds, not {}", v.type_name()))
+            })?;
+            if !(0.0..=1e9).contains(&secs) {
+                return fail(format!("option '{key}' must be between 0 and 1e9 seconds, not {secs}"));
+            }
+            Ok(Some(std::time::Duration::from_secs_f64(secs)))
+        }
+    }
+}
+
+pub fn register(engine: &mut Engine, host: &SharedHost) {
+    let modules: [(&str, Module); 8] = [
+        ("fs", fs::module(host)),
+        ("json", json::module()),
+        ("tpl", tpl::module(host)),
+        ("git", git::module(host)),
+        ("time", time::module(host)),
+        ("proc", proc::module(host)),
+        ("ui", ui::module(host)),
+        ("agent", agent::module(host)),
+    ];
+    for (name, module) in modules {
+        engine.register_static_module(name, module.into());
+    }
+    engine.register_type_with_name::<fs::Lock>("Lock").register_fn("release", fs::Lock::release);
+    // `exit(code)` ends the script with that exit code; `fail(message)` and
+    // `fail(message, code)` end it with an error message (exit 1 by default).
+    engine.register_fn("exit", |code: i64| -> Fallible<()> { Err(exit_request(code, String::new())) });
+    engine.register_fn("fail", |message: &str| -> Fallible<()> { Err(exit_request(1, message.to_string())) });
+    engine.register_fn("fail", |message: &str, code: i64| -> Fallible<()> {
+        Err(exit_request(code, message.to_string()))
+    });
+}
+
+fn exit_request(code: i64, message: String) -> Box<EvalAltResult> {
+    let code = i32::try_from(code).unwrap_or(1);
+    Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(ExitRequest { code, message }), Position::NONE))
+}

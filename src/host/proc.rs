@@ -1,0 +1,101 @@
+//! `proc::` — run a program from an argv array (never a shell string), with
+//! captured output, a timeout, and the whole process group stopped on
+//! timeout or Ctrl-C.
+
+use std::process::Command;
+use std::time::Duration;
+
+use rhai::{Array, Dynamic, Map, Module};
+
+use super::{fail, opt, opt_seconds, raise, Fallible};
+use crate::engine::SharedHost;
+use crate::process::{Ending, Framing, Limits, Stream, Supervised};
+
+/// Output kept per stream; more is dropped and flagged as truncated.
+const MAX_CAPTURE: usize = 32 * 1024 * 1024;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Turns a script array into argv, refusing anything that is not a string.
+pub fn argv(args: &Array) -> Fallible<Vec<String>> {
+    if args.is_empty() {
+        return fail("the argv array is empty: it needs at least the program");
+    }
+    args.iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.clone().into_string().map_err(|t| raise(format!("argv[{i}] must be a string, not {t}")))
+        })
+        .collect()
+}
+
+/// Applies `cwd` and `env` options; `cwd` goes through the sandbox.
+pub fn configure(host: &SharedHost, command: &mut Command, opts: &Map) -> Fallible<()> {
+    let cwd = match opt::<rhai::ImmutableString>(opts, "cwd", "a string")? {
+        Some(dir) => host.roots.resolve(&dir).map_err(raise)?,
+        None => host.roots.project.clone(),
+    };
+    command.current_dir(cwd);
+    if let Some(env) = opt::<Map>(opts, "env", "a map")? {
+        for (key, value) in env {
+            if value.is_unit() {
+                command.env_remove(key.as_str());
+            } else {
+                command.env(key.as_str(), value.to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// proc::run(argv, opts) -> #{code, stdout, stderr, timed_out, interrupted}.
+/// Options: cwd, env (a map; `()` removes a variable), stdin (text),
+/// timeout (seconds, default 600). A program that cannot be started is an
+/// error; a program that fails is a result with its code.
+fn run(host: &SharedHost, args: &Array, opts: &Map) -> Fallible<Map> {
+    let argv = argv(args)?;
+    let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]);
+    configure(host, &mut command, opts)?;
+    let stdin = opt::<rhai::ImmutableString>(opts, "stdin", "a string")?.map(|s| s.as_bytes().to_vec());
+    let timeout = opt_seconds(opts, "timeout")?.unwrap_or(DEFAULT_TIMEOUT);
+    let child = Supervised::spawn(command, stdin, Framing::Chunks)
+        .map_err(|e| raise(format!("cannot run '{}': {e}", argv[0])))?;
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut truncated = false;
+    let limits = Limits { total: Some(timeout), idle: None, grace: Duration::from_secs(2) };
+    let ending = child
+        .drive(limits, |stream, bytes, _| {
+            let buf = if stream == Stream::Stdout { &mut stdout } else { &mut stderr };
+            let room = MAX_CAPTURE.saturating_sub(buf.len());
+            truncated |= bytes.len() > room;
+            buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            Ok::<(), ()>(())
+        })
+        .unwrap_or(Ending::Exited(None));
+    host.refill_budget();
+    let mut out = Map::new();
+    let code = match ending {
+        Ending::Exited(code) => code.map_or(Dynamic::UNIT, |c| Dynamic::from(c as i64)),
+        _ => Dynamic::UNIT,
+    };
+    out.insert("code".into(), code);
+    out.insert("stdout".into(), String::from_utf8_lossy(&stdout).into_owned().into());
+    out.insert("stderr".into(), String::from_utf8_lossy(&stderr).into_owned().into());
+    out.insert("timed_out".into(), (ending == Ending::TimedOut).into());
+    out.insert("interrupted".into(), (ending == Ending::Interrupted).into());
+    out.insert("truncated".into(), truncated.into());
+    Ok(out)
+}
+
+pub fn module(host: &SharedHost) -> Module {
+    let mut m = Module::new();
+    let h = host.clone();
+    primitive!(m, "run", |args: Array| run(&h, &args, &Map::new()));
+    let h = host.clone();
+    primitive!(m, "run", |args: Array, opts: Map| run(&h, &args, &opts));
+    // proc::which(program) -> its full path on PATH, or ().
+    primitive!(m, "which", |program: &str| {
+        Ok(which::which(program).map_or(Dynamic::UNIT, |p| p.display().to_string().into()))
+    });
+    m
+}

@@ -1,0 +1,96 @@
+//! `tpl::` — handlebars templates found by lookup (`.loop/prompts`,
+//! `$ALOOP_HOME/prompts`, bundled). No HTML escaping (prompts are not HTML)
+//! and strict mode (a missing variable is an error, not an empty string).
+//! Each template is parsed once per run and kept in one registry.
+
+use std::collections::HashMap;
+
+use handlebars::Handlebars;
+use rhai::{Dynamic, Module};
+
+use super::{json, raise, Fallible};
+use crate::engine::SharedHost;
+use crate::lookup::Kind;
+
+/// The registry, with the origin of each registered template.
+pub struct Templates {
+    registry: Handlebars<'static>,
+    /// Lookup name -> origin (the key it is registered under).
+    origins: HashMap<String, String>,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        let mut registry = Handlebars::new();
+        registry.set_strict_mode(true);
+        registry.register_escape_fn(handlebars::no_escape);
+        Self { registry, origins: HashMap::new() }
+    }
+}
+
+/// `origin:line:col: reason` for a template parse error.
+pub fn template_error(origin: &str, e: &handlebars::TemplateError) -> String {
+    match e.pos() {
+        Some((l, c)) => format!("{origin}:{l}:{c}: {}", e.reason()),
+        None => format!("{origin}: {}", e.reason()),
+    }
+}
+
+/// `origin:line:col: reason` for a render error.
+fn render_error(origin: &str, e: &handlebars::RenderError) -> String {
+    let origin = e.template_name.as_deref().unwrap_or(origin);
+    let reason = e.reason().to_string();
+    match (e.line_no, e.column_no) {
+        (Some(l), Some(c)) => format!("{origin}:{l}:{c}: {reason}"),
+        _ => format!("{origin}: {reason}"),
+    }
+}
+
+impl Templates {
+    /// Renders a template text registered under `origin`.
+    pub fn render_text(
+        &mut self,
+        origin: &str,
+        text: &str,
+        data: &serde_json::Value,
+    ) -> Result<String, String> {
+        if !self.registry.has_template(origin) {
+            self.registry.register_template_string(origin, text).map_err(|e| template_error(origin, &e))?;
+        }
+        self.registry.render(origin, data).map_err(|e| render_error(origin, &e))
+    }
+}
+
+fn render(host: &SharedHost, name: &str, data: &Dynamic) -> Fallible<String> {
+    let data = json::from_dynamic(data)?;
+    let cached = host.templates.borrow().origins.get(name).cloned();
+    let (origin, text) = match cached {
+        Some(origin) => (origin, String::new()),
+        None => {
+            let found = host.lookup.find(Kind::Prompt, name).map_err(raise)?.ok_or_else(|| {
+                raise(format!("no prompt template named '{name}' (see `aloop prompt list`)"))
+            })?;
+            (found.origin(Kind::Prompt), found.text.into_owned())
+        }
+    };
+    let mut templates = host.templates.borrow_mut();
+    templates.origins.insert(name.to_string(), origin.clone());
+    templates.render_text(&origin, &text, &data).map_err(raise)
+}
+
+pub fn module(host: &SharedHost) -> Module {
+    let mut m = Module::new();
+    let h = host.clone();
+    // tpl::render(name, data): render the template `name` found by lookup.
+    primitive!(m, "render", |name: &str, data: Dynamic| render(&h, name, &data));
+    // tpl::render_str(text, data): render a template given as text.
+    primitive!(m, "render_str", |text: &str, data: Dynamic| {
+        let data = json::from_dynamic(&data)?;
+        let mut templates = Templates::default();
+        templates.render_text("inline template", text, &data).map_err(raise)
+    });
+    let h = host.clone();
+    // tpl::exists(name): whether any layer has the template.
+    primitive!(m, "exists", |name: &str| { Ok(h.lookup.find(Kind::Prompt, name).map_err(raise)?.is_some()) });
+    m
+}

@@ -1,0 +1,143 @@
+//! `ui::` — talking to the person. Messages go to stderr so that stdout
+//! carries only what a script prints on purpose (tables, JSON). Colors only on
+//! a terminal and never with `NO_COLOR`. `confirm` never waits without one.
+
+use std::io::{self, BufRead, IsTerminal, Write};
+
+use rhai::{Array, Dynamic, Module};
+
+use super::json;
+use crate::engine::SharedHost;
+
+/// Writes a line to stdout. A closed pipe (`aloop ... | head`) ends the
+/// program quietly with success, as other Unix tools do.
+pub fn print_line(text: &str) {
+    let mut out = io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            crate::cancel::kill_all_groups(libc::SIGKILL);
+            std::process::exit(0);
+        }
+    }
+}
+
+fn colors() -> bool {
+    std::env::var_os("NO_COLOR").is_none() && io::stderr().is_terminal()
+}
+
+/// Prints `text` to stderr behind a colored label.
+pub fn message(label: &str, color: &str, text: &str) {
+    let line = match (label.is_empty(), colors()) {
+        (true, _) => text.to_string(),
+        (false, true) => format!("\x1b[{color}m{label}\x1b[0m {text}"),
+        (false, false) => format!("{label} {text}"),
+    };
+    let _ = writeln!(io::stderr().lock(), "{line}");
+}
+
+/// Lays out rows under headers in aligned columns.
+pub fn table(headers: &[String], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let width = widths.get(i).copied().unwrap_or(0);
+            if i + 1 < cells.len() {
+                out.push_str(&format!("{cell:<width$}  "));
+            } else {
+                out.push_str(cell);
+            }
+        }
+        out.trim_end().to_string()
+    };
+    let mut out = vec![line(headers)];
+    out.push(line(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>()));
+    out.extend(rows.iter().map(|r| line(r)));
+    out.join("\n")
+}
+
+fn cells(row: &Dynamic) -> Vec<String> {
+    match row.read_lock::<Array>() {
+        Some(items) => {
+            items.iter().map(|c| if c.is_unit() { String::new() } else { c.to_string() }).collect()
+        }
+        None => vec![row.to_string()],
+    }
+}
+
+fn confirm(host: &SharedHost, question: &str, default: bool) -> bool {
+    if !host.interactive {
+        let answer = if default { "yes" } else { "no" };
+        message(
+            "note:",
+            "33",
+            &format!("no terminal to ask \"{question}\"; taking the default answer: {answer}"),
+        );
+        return default;
+    }
+    let hint = if default { "[Y/n]" } else { "[y/N]" };
+    eprint!("{question} {hint} ");
+    let _ = io::stderr().flush();
+    let mut answer = String::new();
+    if io::stdin().lock().read_line(&mut answer).unwrap_or(0) == 0 {
+        return default;
+    }
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "" => default,
+        a => a == "y" || a == "yes",
+    }
+}
+
+pub fn module(host: &SharedHost) -> Module {
+    let mut m = Module::new();
+    primitive!(m, "info", |text: &str| {
+        message("", "", text);
+        Ok(())
+    });
+    primitive!(m, "warn", |text: &str| {
+        message("warning:", "33", text);
+        Ok(())
+    });
+    primitive!(m, "error", |text: &str| {
+        message("error:", "31", text);
+        Ok(())
+    });
+    primitive!(m, "success", |text: &str| {
+        message("✓", "32", text);
+        Ok(())
+    });
+    // ui::print(text): a line on stdout.
+    primitive!(m, "print", |text: &str| {
+        print_line(text);
+        Ok(())
+    });
+    // ui::json(value): one pretty JSON document on stdout.
+    primitive!(m, "json", |value: Dynamic| {
+        let value = json::from_dynamic(&value)?;
+        print_line(&serde_json::to_string_pretty(&value).map_err(super::raise)?);
+        Ok(())
+    });
+    // ui::table(headers, rows): aligned columns on stdout.
+    primitive!(m, "table", |headers: Array, rows: Array| {
+        let headers: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+        let rows: Vec<Vec<String>> = rows.iter().map(cells).collect();
+        print_line(&table(&headers, &rows));
+        Ok(())
+    });
+    let h = host.clone();
+    // ui::confirm(question) -> bool; without a terminal, false (and says so).
+    primitive!(m, "confirm", |question: &str| { Ok(confirm(&h, question, false)) });
+    let h = host.clone();
+    // ui::confirm(question, default) -> bool; without a terminal, `default`.
+    primitive!(m, "confirm", |question: &str, default: bool| { Ok(confirm(&h, question, default)) });
+    let h = host.clone();
+    primitive!(m, "is_interactive", || { Ok(h.interactive) });
+    m
+}

@@ -1,0 +1,200 @@
+//! Finds scripts and prompt templates by name in three layers, first match
+//! wins: the repository (`.loop/scripts`, `.loop/prompts`), the user
+//! (`$ALOOP_HOME/scripts`, `$ALOOP_HOME/prompts`), and the files bundled into
+//! the binary.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+mod bundled {
+    include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
+}
+
+/// What is being looked up; decides the folder and the file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Script,
+    Prompt,
+}
+
+impl Kind {
+    pub fn folder(self) -> &'static str {
+        match self {
+            Kind::Script => "scripts",
+            Kind::Prompt => "prompts",
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Kind::Script => "rhai",
+            Kind::Prompt => "md",
+        }
+    }
+}
+
+/// Where a file was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Layer {
+    Repo,
+    User,
+    Bundled,
+}
+
+impl fmt::Display for Layer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Layer::Repo => "repo",
+            Layer::User => "user",
+            Layer::Bundled => "bundled",
+        })
+    }
+}
+
+/// A file found by lookup.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub name: String,
+    pub layer: Layer,
+    /// The file on disk; `None` for bundled files.
+    pub path: Option<PathBuf>,
+    pub text: Cow<'static, str>,
+}
+
+impl Found {
+    /// How messages refer to it: the file path, or `<bundled>/scripts/x.rhai`.
+    pub fn origin(&self, kind: Kind) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => format!("<bundled>/{}/{}.{}", kind.folder(), self.name, kind.extension()),
+        }
+    }
+}
+
+/// The layered search path.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    repo: PathBuf,
+    user: PathBuf,
+}
+
+impl Lookup {
+    /// `loop_dir` is the repository's `.loop`; `home` is `ALOOP_HOME`.
+    pub fn new(loop_dir: &Path, home: &Path) -> Self {
+        Self { repo: loop_dir.to_path_buf(), user: home.to_path_buf() }
+    }
+
+    /// The on-disk folder of a layer for a kind.
+    pub fn dir(&self, layer: Layer, kind: Kind) -> Option<PathBuf> {
+        match layer {
+            Layer::Repo => Some(self.repo.join(kind.folder())),
+            Layer::User => Some(self.user.join(kind.folder())),
+            Layer::Bundled => None,
+        }
+    }
+
+    /// Finds `name` (with or without its extension) in the first layer that has it.
+    pub fn find(&self, kind: Kind, name: &str) -> Result<Option<Found>, String> {
+        Ok(self.find_all(kind, name)?.into_iter().next())
+    }
+
+    /// Every layer's copy of `name`, first match first.
+    pub fn find_all(&self, kind: Kind, name: &str) -> Result<Vec<Found>, String> {
+        let name = normalize_name(kind, name)?;
+        let file = format!("{name}.{}", kind.extension());
+        let mut found = Vec::new();
+        for layer in [Layer::Repo, Layer::User] {
+            let path = self.dir(layer, kind).expect("on-disk layer").join(&file);
+            if path.is_file() {
+                let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                found.push(Found { name: name.clone(), layer, path: Some(path), text: Cow::Owned(text) });
+            }
+        }
+        if let Some(text) = bundled_file(&format!("{}/{file}", kind.folder())) {
+            found.push(Found { name, layer: Layer::Bundled, path: None, text: Cow::Borrowed(text) });
+        }
+        Ok(found)
+    }
+
+    /// Every visible name with the layers that hold it, first match first.
+    pub fn list(&self, kind: Kind) -> BTreeMap<String, Vec<Layer>> {
+        let mut names: BTreeMap<String, Vec<Layer>> = BTreeMap::new();
+        for layer in [Layer::Repo, Layer::User] {
+            let dir = self.dir(layer, kind).expect("on-disk layer");
+            let mut files = Vec::new();
+            walk(&dir, &mut files);
+            for file in files {
+                if let Some(name) = name_of(&dir, &file, kind) {
+                    names.entry(name).or_default().push(layer);
+                }
+            }
+        }
+        let prefix = format!("{}/", kind.folder());
+        let suffix = format!(".{}", kind.extension());
+        for (path, _) in bundled::FILES {
+            if let Some(name) = path.strip_prefix(&prefix).and_then(|p| p.strip_suffix(&suffix)) {
+                names.entry(name.to_string()).or_default().push(Layer::Bundled);
+            }
+        }
+        names
+    }
+
+    /// The text of a non-script file (such as `commands.toml`) in each layer
+    /// that has it, bundled first, repository last.
+    pub fn layered_file(&self, kind: Kind, file: &str) -> Vec<(String, Cow<'static, str>)> {
+        let mut out = Vec::new();
+        if let Some(text) = bundled_file(&format!("{}/{file}", kind.folder())) {
+            out.push((format!("<bundled>/{}/{file}", kind.folder()), Cow::Borrowed(text)));
+        }
+        for layer in [Layer::User, Layer::Repo] {
+            let path = self.dir(layer, kind).expect("on-disk layer").join(file);
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                out.push((path.display().to_string(), Cow::Owned(text)));
+            }
+        }
+        out
+    }
+}
+
+/// A bundled file by its path relative to the crate root.
+pub fn bundled_file(path: &str) -> Option<&'static str> {
+    bundled::FILES.iter().find(|(p, _)| *p == path).map(|(_, text)| *text)
+}
+
+/// Every bundled file under a folder, e.g. `demo/`.
+pub fn bundled_under(prefix: &str) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+    bundled::FILES.iter().filter(move |(p, _)| p.starts_with(prefix)).copied()
+}
+
+/// Strips the extension and refuses names that could leave the layer folder.
+fn normalize_name(kind: Kind, name: &str) -> Result<String, String> {
+    let name = name.strip_suffix(&format!(".{}", kind.extension())).unwrap_or(name);
+    let valid = !name.is_empty()
+        && !name.starts_with('/')
+        && name.split('/').all(|part| !part.is_empty() && part != "." && part != "..");
+    if valid {
+        Ok(name.to_string())
+    } else {
+        Err(format!("'{name}' is not a valid {} name (use names like 'iterate/run')", kind.folder()))
+    }
+}
+
+fn name_of(dir: &Path, file: &Path, kind: Kind) -> Option<String> {
+    let rel = file.strip_prefix(dir).ok()?.to_str()?;
+    rel.strip_suffix(&format!(".{}", kind.extension())).map(str::to_string)
+}
+
+/// Every file below `dir` (no symlinked directories are entered).
+pub fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else { continue };
+        if kind.is_dir() {
+            walk(&entry.path(), out);
+        } else {
+            out.push(entry.path());
+        }
+    }
+}

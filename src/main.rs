@@ -1,0 +1,16 @@
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    aloop::cancel::install();
+    let code = match aloop::app::run(std::env::args_os().collect()) {
+        Ok(code) => code,
+        Err(err) => {
+            let code = aloop::error::exit_code(&err);
+            if code != 130 || !err.to_string().is_empty() {
+                eprintln!("error: {err:#}");
+            }
+            code
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

@@ -1,0 +1,261 @@
+//! Commands defined by scripts. `scripts/commands.toml` (bundled, then
+//! `$ALOOP_HOME/scripts/commands.toml`, then `.loop/scripts/commands.toml`,
+//! later entries replacing earlier ones of the same name) maps command words
+//! such as `iterate run` to a script and declares its flags. The host turns
+//! each entry into a clap subcommand, so every workflow gets real `--help`,
+//! usage errors and exit code 2 without any workflow knowledge in `src/`.
+
+use std::collections::BTreeMap;
+
+use anyhow::{anyhow, bail, Result};
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use rhai::{Array, Dynamic, Map};
+use serde::Deserialize;
+
+use crate::lookup::{Kind, Lookup};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    groups: BTreeMap<String, String>,
+    #[serde(default)]
+    commands: BTreeMap<String, CommandSpec>,
+}
+
+/// One command: the script it runs and its arguments.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSpec {
+    pub script: String,
+    #[serde(default)]
+    about: String,
+    #[serde(default)]
+    long_about: Option<String>,
+    #[serde(default)]
+    examples: Vec<String>,
+    #[serde(default)]
+    args: Vec<ArgSpec>,
+}
+
+/// One flag, option or positional argument.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArgSpec {
+    long: Option<String>,
+    short: Option<char>,
+    positional: Option<String>,
+    /// The value's placeholder; an option with one takes a value, one
+    /// without is an on/off flag.
+    value: Option<String>,
+    #[serde(rename = "type", default)]
+    kind: ValueKind,
+    #[serde(default)]
+    choices: Vec<String>,
+    default: Option<toml::Value>,
+    #[serde(default)]
+    help: String,
+    #[serde(default)]
+    multiple: bool,
+    #[serde(default)]
+    required: bool,
+    /// Takes every remaining word, dashes included (for a command line).
+    #[serde(default)]
+    trailing: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum ValueKind {
+    #[default]
+    String,
+    Int,
+    Number,
+}
+
+impl ArgSpec {
+    fn id(&self) -> Result<String> {
+        let name = self
+            .long
+            .as_deref()
+            .or(self.positional.as_deref())
+            .ok_or_else(|| anyhow!("an argument needs `long` or `positional` (help: {:?})", self.help))?;
+        Ok(name.to_ascii_lowercase().replace('-', "_"))
+    }
+
+    fn takes_value(&self) -> bool {
+        self.positional.is_some() || self.value.is_some()
+    }
+
+    fn to_clap(&self) -> Result<Arg> {
+        let id = self.id()?;
+        let mut arg = Arg::new(id.clone()).help(self.help.clone());
+        if let Some(long) = &self.long {
+            arg = arg.long(long.clone());
+        }
+        if let Some(short) = self.short {
+            arg = arg.short(short);
+        }
+        if !self.takes_value() {
+            return Ok(arg.action(ArgAction::SetTrue));
+        }
+        let placeholder = self.value.clone().or_else(|| self.positional.clone()).unwrap_or_default();
+        arg = arg.value_name(placeholder).required(self.required);
+        arg = match self.kind {
+            ValueKind::Int => arg.value_parser(clap::value_parser!(i64)),
+            ValueKind::Number => arg.value_parser(clap::value_parser!(f64)),
+            ValueKind::String if !self.choices.is_empty() => {
+                arg.value_parser(clap::builder::PossibleValuesParser::new(self.choices.clone()))
+            }
+            ValueKind::String => arg,
+        };
+        if let Some(default) = &self.default {
+            let text = match default {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            arg = arg.default_value(text);
+        }
+        if self.trailing {
+            arg =
+                arg.num_args(1..).allow_hyphen_values(true).trailing_var_arg(true).action(ArgAction::Append);
+        } else if self.multiple {
+            arg = arg.action(ArgAction::Append);
+        }
+        Ok(arg)
+    }
+
+    /// The value as the script sees it in `ARGS`.
+    fn value(&self, matches: &ArgMatches, id: &str) -> Dynamic {
+        if !self.takes_value() {
+            return matches.get_flag(id).into();
+        }
+        let one = |m: &ArgMatches| -> Option<Vec<Dynamic>> {
+            Some(match self.kind {
+                ValueKind::Int => m.get_many::<i64>(id)?.map(|v| Dynamic::from(*v)).collect(),
+                ValueKind::Number => m.get_many::<f64>(id)?.map(|v| Dynamic::from(*v)).collect(),
+                ValueKind::String => m.get_many::<String>(id)?.map(|v| Dynamic::from(v.clone())).collect(),
+            })
+        };
+        let values = one(matches);
+        if self.multiple || self.trailing {
+            Dynamic::from(values.unwrap_or_default().into_iter().collect::<Array>())
+        } else {
+            values.and_then(|v| v.into_iter().next()).unwrap_or(Dynamic::UNIT)
+        }
+    }
+}
+
+/// Every script-defined command, by its words ("iterate run").
+#[derive(Debug, Default)]
+pub struct Manifest {
+    groups: BTreeMap<String, String>,
+    commands: BTreeMap<String, CommandSpec>,
+}
+
+impl Manifest {
+    /// Reads `commands.toml` from every layer; a malformed file is an error
+    /// naming it with line and column.
+    pub fn load(lookup: &Lookup) -> Result<Self> {
+        let mut manifest = Manifest::default();
+        for (origin, text) in lookup.layered_file(Kind::Script, "commands.toml") {
+            let file: File = toml::from_str(&text).map_err(|e| anyhow!("{origin}: {e}"))?;
+            manifest.groups.extend(file.groups);
+            manifest.commands.extend(file.commands);
+        }
+        Ok(manifest)
+    }
+
+    /// Adds a subcommand for each entry to `root`, skipping words that the host
+    /// already uses.
+    pub fn extend(&self, mut root: Command) -> Result<Command> {
+        let mut tree = Node::default();
+        for (words, spec) in &self.commands {
+            let path: Vec<&str> = words.split_whitespace().collect();
+            if path.is_empty() {
+                bail!("a command in commands.toml has an empty name");
+            }
+            if root.find_subcommand(path[0]).is_some() && !tree.children.contains_key(path[0]) {
+                continue;
+            }
+            tree.insert(&path, spec);
+        }
+        for (word, node) in &tree.children {
+            root = root.subcommand(node.to_clap(word, word, &self.groups)?);
+        }
+        Ok(root)
+    }
+
+    /// Finds the command that `matches` selected and builds its `ARGS`.
+    pub fn dispatch(&self, matches: &ArgMatches) -> Option<Result<(CommandSpec, Map)>> {
+        let mut words = Vec::new();
+        let mut current = matches;
+        let mut selected = None;
+        while let Some((word, sub)) = current.subcommand() {
+            words.push(word.to_string());
+            if let Some(spec) = self.commands.get(&words.join(" ")) {
+                selected = Some((spec, sub, words.join(" ")));
+            }
+            current = sub;
+        }
+        let (spec, sub, name) = selected?;
+        let mut args = Map::new();
+        for arg in &spec.args {
+            match arg.id() {
+                Ok(id) => {
+                    args.insert(id.as_str().into(), arg.value(sub, &id));
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        args.insert("command".into(), name.into());
+        Some(Ok((spec.clone(), args)))
+    }
+}
+
+#[derive(Default)]
+struct Node<'a> {
+    spec: Option<&'a CommandSpec>,
+    children: BTreeMap<String, Node<'a>>,
+}
+
+impl<'a> Node<'a> {
+    fn insert(&mut self, path: &[&str], spec: &'a CommandSpec) {
+        match path {
+            [] => self.spec = Some(spec),
+            [first, rest @ ..] => self.children.entry(first.to_string()).or_default().insert(rest, spec),
+        }
+    }
+
+    fn to_clap(&self, word: &str, full: &str, groups: &BTreeMap<String, String>) -> Result<Command> {
+        let mut cmd = Command::new(word.to_string());
+        match self.spec {
+            Some(spec) => {
+                cmd = cmd.about(spec.about.clone());
+                if let Some(long) = &spec.long_about {
+                    cmd = cmd.long_about(long.clone());
+                }
+                if !spec.examples.is_empty() {
+                    let lines: Vec<String> = spec.examples.iter().map(|e| format!("  {e}")).collect();
+                    cmd = cmd.after_help(format!("Examples:\n{}", lines.join("\n")));
+                }
+                for arg in &spec.args {
+                    cmd = cmd.arg(arg.to_clap().map_err(|e| anyhow!("command '{full}': {e}"))?);
+                }
+                if !self.children.is_empty() {
+                    cmd = cmd.args_conflicts_with_subcommands(true);
+                }
+            }
+            None => {
+                cmd = cmd
+                    .about(groups.get(full).cloned().unwrap_or_default())
+                    .subcommand_required(true)
+                    .arg_required_else_help(true);
+            }
+        }
+        for (child, node) in &self.children {
+            cmd = cmd.subcommand(node.to_clap(child, &format!("{full} {child}"), groups)?);
+        }
+        Ok(cmd)
+    }
+}

@@ -1,0 +1,10 @@
+//! The one integration-test binary: the real `aloop` in temp projects with
+//! real git repositories and fake agent programs.
+
+mod support;
+
+mod agents;
+mod faults;
+mod host;
+mod iterate;
+mod story_loop;

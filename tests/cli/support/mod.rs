@@ -1,0 +1,257 @@
+//! A fluent builder for temporary projects and a runner for the real `aloop`
+//! binary. Every run gets its own `ALOOP_HOME` and `HOME`, no colors, and the
+//! fake agents of `tests/fakes` first on PATH.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// The folder of fake agent programs.
+pub fn fakes_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes")
+}
+
+/// A fixture file's path under `tests/fixtures`.
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+}
+
+pub struct Project {
+    dir: TempDir,
+}
+
+impl Project {
+    /// An empty project directory (not a git repository).
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new().prefix("aloop-test-").tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("work")).unwrap();
+        std::fs::create_dir_all(dir.path().join("home/.aloop")).unwrap();
+        Self { dir }
+    }
+
+    /// A project that is a git repository with one commit.
+    pub fn git() -> Self {
+        let project = Self::new().file("README.md", "# test project\n");
+        project.git_cmd(&["init", "-q", "-b", "main"]);
+        project.commit("initial")
+    }
+
+    /// Runs git in the project and returns its stdout.
+    pub fn git_cmd(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(self.root())
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Stages everything and commits.
+    pub fn commit(self, message: &str) -> Self {
+        self.git_cmd(&["add", "-A"]);
+        self.git_cmd(&["commit", "-q", "--allow-empty", "-m", message]);
+        self
+    }
+
+    /// Writes a file in the project, creating folders.
+    pub fn file(self, rel: &str, contents: &str) -> Self {
+        write(&self.path(rel), contents.as_bytes());
+        self
+    }
+
+    /// Copies a fixture file into the project.
+    pub fn fixture(self, fixture_rel: &str, rel: &str) -> Self {
+        let bytes = std::fs::read(fixture(fixture_rel)).expect("fixture exists");
+        write(&self.path(rel), &bytes);
+        self
+    }
+
+    /// Writes a file under `ALOOP_HOME`.
+    pub fn home_file(self, rel: &str, contents: &str) -> Self {
+        write(&self.home().join(rel), contents.as_bytes());
+        self
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    /// `ALOOP_HOME`.
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home/.aloop")
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root().join(rel)
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
+    }
+
+    pub fn read_home(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.home().join(rel)).unwrap_or_else(|e| panic!("reading $ALOOP_HOME/{rel}: {e}"))
+    }
+
+    pub fn exists(&self, rel: &str) -> bool {
+        self.path(rel).exists()
+    }
+
+    /// Every file under the project (outside `.git`) and `ALOOP_HOME` with
+    /// its bytes, to prove that a failed command changed nothing.
+    pub fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut files = BTreeMap::new();
+        collect(self.dir.path(), &mut files);
+        files
+    }
+
+    /// A run of `aloop` in the project root.
+    pub fn aloop(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aloop"));
+        let path = format!("{}:{}", fakes_dir().display(), std::env::var("PATH").unwrap_or_default());
+        cmd.args(args)
+            .current_dir(self.root())
+            .env("ALOOP_HOME", self.home())
+            .env("HOME", self.dir.path().join("home"))
+            .env("PATH", path)
+            .env("NO_COLOR", "1")
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .env_remove("ALOOP_NOW")
+            .env_remove("ALOOP_MAX_OPERATIONS");
+        Run { cmd, stdin: None, timeout: Duration::from_secs(60) }
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn collect(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() && entry.file_name() != ".git" {
+            collect(&path, out);
+        } else if kind.is_file() {
+            out.insert(path.clone(), std::fs::read(&path).unwrap());
+        }
+    }
+}
+
+pub struct Run {
+    cmd: Command,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+}
+
+impl Run {
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.cmd.env(key, value);
+        self
+    }
+
+    pub fn stdin(mut self, text: &str) -> Self {
+        self.stdin = Some(text.as_bytes().to_vec());
+        self
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Starts the process without waiting (for signal tests).
+    pub fn spawn(mut self) -> std::process::Child {
+        self.cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        self.cmd.spawn().expect("aloop starts")
+    }
+
+    /// Runs to the end (killing it after the timeout) and returns its output.
+    pub fn run(mut self) -> Output {
+        self.cmd
+            .stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self.cmd.spawn().expect("aloop starts");
+        if let Some(bytes) = self.stdin.take() {
+            let mut pipe = child.stdin.take().unwrap();
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&bytes);
+            });
+        }
+        let deadline = Instant::now() + self.timeout;
+        let pid = child.id();
+        let watchdog = std::thread::spawn(move || {
+            while Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    return false;
+                }
+            }
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            true
+        });
+        let out = child.wait_with_output().expect("aloop runs");
+        let _ = watchdog;
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Asserts exit code 0.
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        self.code(0)
+    }
+
+    /// Asserts this exit code.
+    #[track_caller]
+    pub fn code(self, code: i32) -> Self {
+        assert_eq!(self.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Asserts that stderr contains `text`.
+    #[track_caller]
+    pub fn stderr_has(self, text: &str) -> Self {
+        assert!(self.stderr.contains(text), "stderr lacks {text:?}\n--- stderr\n{}", self.stderr);
+        self
+    }
+
+    /// Asserts that stdout contains `text`.
+    #[track_caller]
+    pub fn stdout_has(self, text: &str) -> Self {
+        assert!(self.stdout.contains(text), "stdout lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Parses stdout as exactly one JSON document.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not one JSON document: {e}\n{}", self.stdout))
+    }
+}
