@@ -99,7 +99,8 @@ impl Project {
     }
 
     pub fn read_home(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.home().join(rel)).unwrap_or_else(|e| panic!("reading $ALOOP_HOME/{rel}: {e}"))
+        std::fs::read_to_string(self.home().join(rel))
+            .unwrap_or_else(|e| panic!("reading $ALOOP_HOME/{rel}: {e}"))
     }
 
     pub fn exists(&self, rel: &str) -> bool {
@@ -245,13 +246,19 @@ impl Output {
     /// Asserts that stdout contains `text`.
     #[track_caller]
     pub fn stdout_has(self, text: &str) -> Self {
-        assert!(self.stdout.contains(text), "stdout lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert!(
+            self.stdout.contains(text),
+            "stdout lacks {text:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
 
     /// Parses stdout as exactly one JSON document.
     #[track_caller]
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not one JSON document: {e}\n{}", self.stdout))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document: {e}\n{}", self.stdout))
     }
 }

@@ -1,0 +1,1 @@
+//! Host primitives, lookup, trust and sandbox tests.
