@@ -55,9 +55,10 @@ fn start_dir(argv: &[OsString]) -> Result<PathBuf> {
         };
         if let Some(dir) = dir {
             let dir = cwd.join(dir);
-            if !dir.is_dir() {
-                return Err(UsageError(format!("-C {}: not a directory", dir.display())).into());
-            }
+            // As with `git -C`, every relative path on the command line is
+            // taken from there too.
+            std::env::set_current_dir(&dir)
+                .map_err(|e| UsageError(format!("-C {}: not a directory ({e})", dir.display())))?;
             return Ok(dir);
         }
     }
@@ -90,7 +91,7 @@ fn file_action(host: &SharedHost, kind: Kind, action: FileAction) -> Result<i32>
         FileAction::List => list(host, kind),
         FileAction::Show { name } => {
             let found = host.lookup.find(kind, &name).map_err(UsageError)?;
-            let found = found.with_context(|| format!("no {} named '{name}'", kind.folder()))?;
+            let found = found.with_context(|| format!("no {} named '{name}'", kind.noun()))?;
             eprintln!("# {} ({})", found.origin(kind), found.layer);
             crate::host::ui::print_line(found.text.trim_end());
             Ok(0)
@@ -129,7 +130,7 @@ fn eject(host: &SharedHost, kind: Kind, name: &str, force: bool) -> Result<i32> 
     let bundled = copies
         .iter()
         .find(|f| f.layer == Layer::Bundled)
-        .with_context(|| format!("there is no bundled {} named '{name}' to eject", kind.folder()))?;
+        .with_context(|| format!("there is no bundled {} named '{name}' to eject", kind.noun()))?;
     let target = host.lookup.dir(Layer::Repo, kind).expect("repo layer is on disk").join(format!(
         "{}.{}",
         bundled.name,
@@ -159,7 +160,7 @@ fn check(host: &SharedHost, kind: Kind) -> Result<i32> {
             let origin = found.origin(kind);
             let result = match kind {
                 Kind::Script => {
-                    host.compile(&engine, &format!("check:{origin}"), &origin, &found.text).map(|_| ())
+                    host.compile(&engine, &format!("check:{origin}"), &origin, &found.text, true).map(|_| ())
                 }
                 Kind::Prompt => handlebars::Template::compile(&found.text)
                     .map(|_| ())

@@ -86,7 +86,7 @@ impl FileLock {
             }
         }
         // Record who holds it; failure to do so does not weaken the lock.
-        let _ = file.set_len(0).and_then(|()| write!(&file, "{}\n", std::process::id()));
+        let _ = file.set_len(0).and_then(|()| writeln!(&file, "{}", std::process::id()));
         Ok(Self { file: Some(file), path: path.to_path_buf() })
     }
 

@@ -105,7 +105,16 @@ impl Host {
     }
 
     /// Compiles a script once per run; `origin` names it in error messages.
-    pub fn compile(&self, engine: &Engine, key: &str, origin: &str, text: &str) -> Result<Rc<AST>> {
+    /// A top-level script (`as_module` false) also gets the `global::ARGS`
+    /// and `global::CTX` constants.
+    pub fn compile(
+        &self,
+        engine: &Engine,
+        key: &str,
+        origin: &str,
+        text: &str,
+        as_module: bool,
+    ) -> Result<Rc<AST>> {
         if let Some(ast) = self.compiled.borrow().get(key) {
             return Ok(ast.clone());
         }
@@ -114,6 +123,11 @@ impl Host {
             .compile_with_scope(&compile_scope(), text)
             .map_err(|e| anyhow!(self.format_position(origin, e.position(), &e.err_type().to_string())))?;
         ast.set_source(origin);
+        if as_module {
+            let ast = Rc::new(ast);
+            self.compiled.borrow_mut().insert(key.to_string(), ast.clone());
+            return Ok(ast);
+        }
         // Re-declares ARGS and CTX as script constants so that the script's
         // own functions can read them as `global::ARGS` and `global::CTX`.
         let prelude = engine
@@ -124,9 +138,15 @@ impl Host {
         Ok(ast)
     }
 
-    /// Compiles a script found by lookup.
-    pub fn compile_found(&self, engine: &Engine, found: &Found) -> Result<Rc<AST>> {
-        self.compile(engine, &format!("script:{}", found.name), &found.origin(Kind::Script), &found.text)
+    /// Compiles a script found by lookup as a module (for `import`).
+    pub fn compile_module(&self, engine: &Engine, found: &Found) -> Result<Rc<AST>> {
+        self.compile(
+            engine,
+            &format!("module:{}", found.name),
+            &found.origin(Kind::Script),
+            &found.text,
+            true,
+        )
     }
 
     /// `origin:line:col: message` followed by the source line and a caret.
@@ -266,7 +286,7 @@ pub fn new_engine(host: &SharedHost) -> Engine {
         }
         (ops - host.budget_start.get() > host.budget).then_some(Dynamic::UNIT)
     });
-    engine.on_print(|text| crate::host::ui::print_line(text));
+    engine.on_print(crate::host::ui::print_line);
     engine.on_debug(|text, source, pos| eprintln!("[debug] {}:{pos}: {text}", source.unwrap_or("script")));
     engine.set_module_resolver(LookupResolver { host: Rc::downgrade(host) });
     crate::host::register(&mut engine, host);
@@ -293,7 +313,7 @@ impl ModuleResolver for LookupResolver {
         }
         let runtime = |msg: String| Box::new(EvalAltResult::ErrorRuntime(msg.into(), pos));
         let found = host.find_script(path).map_err(|e| runtime(e.to_string()))?;
-        let ast = host.compile_found(engine, &found).map_err(|e| runtime(format!("{e:#}")))?;
+        let ast = host.compile_module(engine, &found).map_err(|e| runtime(format!("{e:#}")))?;
         let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)?;
         let module: rhai::Shared<Module> = module.into();
         host.modules.borrow_mut().insert(path.to_string(), module.clone());
@@ -328,7 +348,7 @@ impl ScriptSource {
 /// Runs a script with `ARGS` and returns the process exit code.
 pub fn run_script(host: &SharedHost, script: &ScriptSource, args: Map) -> Result<i32> {
     let engine = new_engine(host);
-    let ast = host.compile(&engine, &script.key, &script.origin, &script.text)?;
+    let ast = host.compile(&engine, &script.key, &script.origin, &script.text, false)?;
     let mut scope = globals_scope(args, context_map(host));
     host.refill_budget();
     let result = engine.run_ast_with_scope(&mut scope, &ast);

@@ -27,6 +27,14 @@ impl Kind {
         }
     }
 
+    /// "script" or "prompt", for messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Kind::Script => "script",
+            Kind::Prompt => "prompt",
+        }
+    }
+
     pub fn extension(self) -> &'static str {
         match self {
             Kind::Script => "rhai",

@@ -62,52 +62,40 @@ impl Roots {
     }
 }
 
-/// Canonicalizes the longest prefix of `path` that exists (following every
-/// symlink in it, dangling ones included) and appends the rest, which must be
-/// plain names: a `..` after a missing directory is refused rather than
-/// resolved by text.
+/// Resolves `path` like the kernel would, one component at a time: every
+/// symlink that exists is followed (dangling ones too), `..` goes up from the
+/// resolved directory, and components that do not exist yet are appended as
+/// they are. The result is absolute and free of symlinks and `..`, so a
+/// containment check on it cannot be fooled by the path's text.
 pub fn canonicalize_lenient(path: &Path) -> io::Result<PathBuf> {
-    let mut existing = path.to_path_buf();
-    let mut missing = Vec::new();
-    loop {
-        if existing.symlink_metadata().is_ok() {
-            break;
-        }
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                missing.push(name.to_os_string());
-                existing = parent.to_path_buf();
+    resolve_with_depth(path, 0)
+}
+
+fn resolve_with_depth(path: &Path, depth: usize) -> io::Result<PathBuf> {
+    if depth > 40 {
+        return Err(io::Error::other("too many levels of symbolic links"));
+    }
+    let mut resolved = if path.is_absolute() { PathBuf::new() } else { std::env::current_dir()? };
+    for component in path.components() {
+        match component {
+            Component::Prefix(_) | Component::RootDir => resolved.push(component),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                resolved.pop();
             }
-            _ => break,
-        }
-    }
-    if existing.as_os_str().is_empty() {
-        existing = PathBuf::from(".");
-    }
-    // A dangling symlink exists but cannot be canonicalized: it points at a
-    // place that does not exist, and writing through it would create that
-    // place, so resolve its target instead of trusting its name.
-    let mut base = match existing.canonicalize() {
-        Ok(p) => p,
-        Err(_) if existing.symlink_metadata().is_ok_and(|m| m.is_symlink()) => {
-            let target = std::fs::read_link(&existing)?;
-            let target = existing.parent().unwrap_or(Path::new("/")).join(target);
-            canonicalize_lenient(&target)?
-        }
-        Err(e) => return Err(e),
-    };
-    for name in missing.into_iter().rev() {
-        match Path::new(&name).components().next() {
-            Some(Component::Normal(_)) => base.push(name),
-            _ => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "'..' after a directory that does not exist",
-                ))
+            Component::Normal(name) => {
+                let next = resolved.join(name);
+                match next.symlink_metadata() {
+                    Ok(meta) if meta.is_symlink() => {
+                        let target = std::fs::read_link(&next)?;
+                        resolved = resolve_with_depth(&resolved.join(target), depth + 1)?;
+                    }
+                    _ => resolved = next,
+                }
             }
         }
     }
-    Ok(base)
+    Ok(resolved)
 }
 
 /// The project root: the top of the enclosing git work tree (found by

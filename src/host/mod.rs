@@ -11,12 +11,16 @@ use crate::engine::{ExitRequest, SharedHost};
 macro_rules! primitive {
     ($module:expr, $name:expr, || $body:expr) => {
         $module.set_native_fn($name, move |ctx: rhai::NativeCallContext| {
+            // A closure so that `?` in the body returns from the body only.
+            #[allow(clippy::redundant_closure_call)]
             let result: $crate::host::Fallible<_> = (|| $body)();
             result.map_err(|e| $crate::host::at(&ctx, e))
         })
     };
     ($module:expr, $name:expr, |$($arg:ident : $ty:ty),*| $body:expr) => {
         $module.set_native_fn($name, move |ctx: rhai::NativeCallContext, $($arg: $ty),*| {
+            // A closure so that `?` in the body returns from the body only.
+            #[allow(clippy::redundant_closure_call)]
             let result: $crate::host::Fallible<_> = (|| $body)();
             result.map_err(|e| $crate::host::at(&ctx, e))
         })

@@ -1,6 +1,7 @@
 //! `ui::` — talking to the person. Messages go to stderr so that stdout
 //! carries only what a script prints on purpose (tables, JSON). Colors only on
 //! a terminal and never with `NO_COLOR`. `confirm` never waits without one.
+//! (Rhai's own `print(text)` writes a line to stdout through `print_line`.)
 
 use std::io::{self, BufRead, IsTerminal, Write};
 
@@ -111,11 +112,6 @@ pub fn module(host: &SharedHost) -> Module {
     });
     primitive!(m, "success", |text: &str| {
         message("✓", "32", text);
-        Ok(())
-    });
-    // ui::print(text): a line on stdout.
-    primitive!(m, "print", |text: &str| {
-        print_line(text);
         Ok(())
     });
     // ui::json(value): one pretty JSON document on stdout.

@@ -1,1 +1,365 @@
-//! Host primitives, lookup, trust and sandbox tests.
+//! The host: primitives, lookup order, eject, trust, the sandbox, limits,
+//! errors and exit codes.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::support::{fixture, Project};
+
+fn with_script(project: Project, name: &str) -> Project {
+    project.fixture(&format!("host/{name}"), name)
+}
+
+#[test]
+fn fs_json_and_tpl_primitives_work_on_real_files() {
+    let p =
+        with_script(Project::new(), "primitives.rhai").file(".loop/prompts/greeting.md", "Hello, {{who}}!");
+    let out = p.aloop(&["exec", "./primitives.rhai"]).run().ok();
+    for line in [
+        "read=alpha+beta",
+        "exists=true,false",
+        "json.a2k=v",
+        "list=[\"a.txt\", \"b.json\", \"sub\"]",
+        "removed=true,false",
+        "parse=3",
+        "stringify={\"x\":[true,null]}",
+        "render=Hi Ann <b&>",
+        "tpl.exists=true,false",
+        "tpl=Hello, world!",
+        "one    1",
+    ] {
+        assert!(out.stdout.contains(line), "missing {line:?} in\n{}", out.stdout);
+    }
+    let mode = |rel: &str| std::fs::metadata(p.path(rel)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("out/b.json"), 0o600);
+    assert_eq!(mode("out/sub"), 0o700);
+    assert_eq!(
+        p.read("out/b.json"),
+        "{\n  \"a\": [\n    1,\n    2,\n    {\n      \"k\": \"v\"\n    }\n  ],\n  \"z\": 1\n}\n"
+    );
+}
+
+#[test]
+fn atomic_writes_leave_no_temp_files_and_keep_key_order() {
+    let p = Project::new()
+        .file("state.json", "{\"zeta\": 1, \"alpha\": {\"y\": 1, \"b\": 2}}\n")
+        .file("t.rhai", "let s = fs::read_json(\"state.json\");\ns.alpha.b = 3;\ns.added = 4;\nfs::write_json(\"state.json\", s);");
+    p.aloop(&["exec", "t.rhai"]).run().ok();
+    assert_eq!(
+        p.read("state.json"),
+        "{\n  \"zeta\": 1,\n  \"alpha\": {\n    \"y\": 1,\n    \"b\": 3\n  },\n  \"added\": 4\n}\n"
+    );
+    let names: Vec<String> = std::fs::read_dir(p.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "temp files left: {names:?}");
+}
+
+#[test]
+fn malformed_json_is_reported_with_line_and_column_and_never_overwritten() {
+    let bad = "{\n  \"a\": 1,\n  \"b\": tru\n}\n";
+    let p = Project::new()
+        .file("state.json", bad)
+        .file("read.rhai", "fs::read_json(\"state.json\");")
+        .file("write.rhai", "fs::write_json(\"state.json\", #{ a: 2 });");
+    p.aloop(&["exec", "read.rhai"])
+        .run()
+        .code(1)
+        .stderr_has("state.json:4:0: expected ident")
+        .stderr_has("read.rhai:1:");
+    p.aloop(&["exec", "write.rhai"]).run().code(1).stderr_has("refusing to overwrite a malformed file");
+    assert_eq!(p.read("state.json"), bad);
+}
+
+#[test]
+fn git_primitives_see_tracked_and_untracked_changes() {
+    let p = with_script(Project::git().file("tracked.txt", "original\n"), "git.rhai").commit("add tracked");
+    let out = p.aloop(&["exec", "git.rhai"]).run().ok();
+    assert!(out.stdout.contains("repo=true branch=main head_len=40"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("files=[\"git.rhai\", \"new/untracked.txt\", \"tracked.txt\"]")
+            || out.stdout.contains("files=[\"new/untracked.txt\", \"tracked.txt\"]"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("-original\n+changed"), "{}", out.stdout);
+    assert!(out.stdout.contains("+brand new"), "{}", out.stdout);
+    assert!(out.stdout.contains("2 files changed") || out.stdout.contains("files changed"), "{}", out.stdout);
+    // The user's own index is untouched: the untracked file is still untracked.
+    assert!(p.git_cmd(&["status", "--porcelain"]).contains("?? new/"));
+}
+
+#[test]
+fn proc_runs_argv_with_stdin_env_and_timeout() {
+    let p = with_script(Project::new(), "proc.rhai");
+    let out = p.aloop(&["exec", "proc.rhai"]).run().ok();
+    for line in [
+        "code=3 stdout=out\nstderr=err\n",
+        "stdin=fed through stdin",
+        "env=hello env",
+        "timed_out=true code=",
+        "which=true missing=true",
+    ] {
+        assert!(out.stdout.contains(line), "missing {line:?} in\n{}", out.stdout);
+    }
+}
+
+#[test]
+fn time_follows_the_aloop_now_override() {
+    let p = with_script(Project::new(), "time.rhai");
+    let out = p.aloop(&["exec", "time.rhai"]).env("ALOOP_NOW", "2026-03-04T23:45:00+01:00").run().ok();
+    assert!(out.stdout.contains("now=2026-03-04T23:45:00+01:00 hour=23 minute=45"), "{}", out.stdout);
+    assert!(out.stdout.contains("parsed=1767323045"), "{}", out.stdout);
+    assert!(out.stdout.contains("format=2026-03-05T00:45:00+01:00"), "{}", out.stdout);
+}
+
+#[test]
+fn confirm_without_a_terminal_takes_the_default_and_says_why() {
+    let p = Project::new().file("c.rhai", "print(`${ui::confirm(\"Go?\")} ${ui::confirm(\"Go?\", true)}`);");
+    let out = p.aloop(&["exec", "c.rhai"]).run().ok().stderr_has("no terminal");
+    assert_eq!(out.stdout.trim(), "false true");
+}
+
+#[test]
+fn sandbox_refuses_paths_outside_the_project_and_home() {
+    let p = Project::new();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "s").unwrap();
+    std::os::unix::fs::symlink(outside.path(), p.path("link")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("nothing-yet"), p.path("dangling")).unwrap();
+    for (script, path) in [
+        ("abs.rhai", "/etc/passwd"),
+        ("up.rhai", "../outside"),
+        ("link.rhai", "link/secret"),
+        ("sub.rhai", "a/../../outside"),
+    ] {
+        std::fs::write(p.path(script), format!("fs::read(\"{path}\");")).unwrap();
+        p.aloop(&["exec", script])
+            .run()
+            .code(1)
+            .stderr_has(&format!("path '{path}'"))
+            .stderr_has("outside the project");
+    }
+    std::fs::write(p.path("dang.rhai"), "fs::write(\"dangling\", \"x\");").unwrap();
+    p.aloop(&["exec", "dang.rhai"]).run().code(1).stderr_has("outside the project");
+    assert!(!outside.path().join("nothing-yet").exists(), "a dangling symlink wrote outside");
+    // ALOOP_HOME is the one other reachable place.
+    std::fs::write(p.path("home.rhai"), "fs::write(`${CTX.home}/x.txt`, \"ok\");").unwrap();
+    p.aloop(&["exec", "home.rhai"]).run().ok();
+    assert_eq!(p.read_home("x.txt"), "ok");
+}
+
+#[test]
+fn script_errors_show_path_line_column_and_the_source_line() {
+    let p = Project::new().fixture("host/runtime_error.rhai", "bad.rhai");
+    let out = p.aloop(&["exec", "bad.rhai"]).run().code(1);
+    assert!(out.stderr.contains("bad.rhai:3:"), "{}", out.stderr);
+    assert!(out.stderr.contains("let total = count + \"x\" * 2;"), "{}", out.stderr);
+    assert!(out.stderr.contains("called from"), "{}", out.stderr);
+    let p = Project::new().file("syntax.rhai", "let a = 1;\nlet b = ;\n");
+    p.aloop(&["exec", "syntax.rhai"]).run().code(1).stderr_has("syntax.rhai:2:9").stderr_has("let b = ;");
+}
+
+#[test]
+fn limits_stop_endless_loops_deep_recursion_and_eval() {
+    let p = Project::new()
+        .file("loop.rhai", "let i = 0;\nwhile true { i += 1; }\n")
+        .file("deep.rhai", "fn down(n) { down(n + 1) }\ndown(0);\n")
+        .file("eval.rhai", "eval(\"1 + 1\");\n")
+        .file("undeclared.rhai", "print(nope);\n");
+    p.aloop(&["exec", "loop.rhai"])
+        .env("ALOOP_MAX_OPERATIONS", "100000")
+        .run()
+        .code(1)
+        .stderr_has("operations");
+    p.aloop(&["exec", "deep.rhai"]).run().code(1).stderr_has("deep.rhai:");
+    p.aloop(&["exec", "eval.rhai"]).run().code(1).stderr_has("'eval' is disabled");
+    p.aloop(&["exec", "undeclared.rhai"]).run().code(1).stderr_has("undeclared.rhai:1:7").stderr_has("nope");
+}
+
+#[test]
+fn exit_codes_are_chosen_by_the_script_or_mean_usage_and_errors() {
+    let p = Project::new()
+        .file("seven.rhai", "exit(7);")
+        .file("usage.rhai", "fail(\"--interval must be like 30m\", 2);")
+        .file("throw.rhai", "throw \"went wrong\";")
+        .file("args.rhai", "print(`${ARGS.name}-${ARGS.n}`);\nfn f() { global::ARGS.name }\nprint(f());");
+    p.aloop(&["exec", "seven.rhai"]).run().code(7);
+    p.aloop(&["exec", "usage.rhai"]).run().code(2).stderr_has("error: --interval must be like 30m");
+    p.aloop(&["exec", "throw.rhai"]).run().code(1).stderr_has("throw.rhai:1:1: went wrong");
+    let out = p.aloop(&["exec", "args.rhai", "name=ann", "n=3"]).run().ok();
+    assert_eq!(out.stdout, "ann-3\nann\n");
+    p.aloop(&["exec", "args.rhai", "novalue"]).run().code(2).stderr_has("'novalue' is not KEY=VALUE");
+    p.aloop(&["--no-such-flag"]).run().code(2);
+    p.aloop(&["exec", "missing-script-name"])
+        .run()
+        .code(1)
+        .stderr_has("no script named 'missing-script-name'");
+}
+
+#[test]
+fn locks_name_their_holder() {
+    let p = Project::new()
+        .file("hold.rhai", "let l = fs::lock(\".loop/x.lock\");\nprint(\"locked\");\ntime::sleep(3);")
+        .file("try.rhai", "fs::lock(\".loop/x.lock\");");
+    let mut holder = p.aloop(&["exec", "hold.rhai"]).spawn();
+    let pid = holder.id();
+    // Wait until the holder has the lock (it prints once it does).
+    let mut stdout = holder.stdout.take().unwrap();
+    let mut buf = [0u8; 7];
+    std::io::Read::read_exact(&mut stdout, &mut buf).unwrap();
+    p.aloop(&["exec", "try.rhai"]).run().code(1).stderr_has(&format!("locked by pid {pid}"));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    // A lock whose holder died is free again.
+    p.aloop(&["exec", "try.rhai"]).run().ok();
+}
+
+#[test]
+fn ctrl_c_stops_the_child_process_group_and_exits_130() {
+    let p = Project::new().file("sleepy.rhai", "print(\"started\");\nproc::run([\"sh\", \"-c\", \"sleep 300 & sleep 301; wait\"]);\nprint(\"after\");");
+    let mut child = p.aloop(&["exec", "sleepy.rhai"]).spawn();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = [0u8; 7];
+    std::io::Read::read_exact(&mut stdout, &mut buf).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    unsafe { libc_kill(child.id() as i32, 2) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(!ps.lines().any(|l| l.starts_with("sleep 300") || l.starts_with("sleep 301")), "orphans:\n{ps}");
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+#[test]
+fn broken_pipe_on_stdout_is_not_an_error() {
+    let p = Project::new().file("many.rhai", "for i in 0..100000 { print(`line ${i}`); }");
+    let exe = env!("CARGO_BIN_EXE_aloop");
+    let out = std::process::Command::new("bash")
+        .args(["-c", &format!("'{exe}' exec many.rhai | head -1; echo \"status=${{PIPESTATUS[0]}}\"")])
+        .current_dir(p.root())
+        .env("ALOOP_HOME", p.home())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("line 0\nstatus=0"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn dash_c_runs_in_another_directory() {
+    let p = Project::new().file("sub/where.rhai", "print(CTX.project_root);");
+    let out = p.aloop(&["-C", "sub", "exec", "where.rhai"]).run().ok();
+    assert!(out.stdout.trim().ends_with("/work/sub"), "{}", out.stdout);
+    p.aloop(&["-C", "nowhere", "exec", "x"]).run().code(2).stderr_has("not a directory");
+}
+
+#[test]
+fn lookup_prefers_the_repository_then_the_user_then_the_bundled_copy() {
+    let p = Project::new()
+        .home_file("scripts/who.rhai", "print(\"user\");")
+        .home_file("prompts/loop/planner.md", "user planner {{x}}")
+        .file("show.rhai", "print(tpl::render(\"loop/planner\", #{ x: 1 }));");
+    assert_eq!(p.aloop(&["exec", "who"]).run().ok().stdout, "user\n");
+    assert_eq!(p.aloop(&["exec", "show.rhai"]).run().ok().stdout, "user planner 1\n");
+    let p = p
+        .file(".loop/scripts/who.rhai", "print(\"repo\");")
+        .file(".loop/prompts/loop/planner.md", "repo planner");
+    p.aloop(&["trust"]).run().ok();
+    assert_eq!(p.aloop(&["exec", "who"]).run().ok().stdout, "repo\n");
+    assert_eq!(p.aloop(&["exec", "show.rhai"]).run().ok().stdout, "repo planner\n");
+    let listing = p.aloop(&["script", "list"]).run().ok().stdout;
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("who") && l.contains("repo (overrides user)") && l.contains("trusted")),
+        "{listing}"
+    );
+    let listing = p.aloop(&["prompt", "list"]).run().ok().stdout;
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("loop/planner") && l.contains("repo (overrides user, bundled)")),
+        "{listing}"
+    );
+    p.aloop(&["prompt", "show", "loop/planner"]).run().ok().stdout_has("repo planner");
+}
+
+#[test]
+fn repository_scripts_run_only_once_trusted_and_an_edit_revokes_trust() {
+    let p = Project::new().file(".loop/scripts/hello.rhai", "print(\"hello from the repo\");");
+    p.aloop(&["exec", "hello"])
+        .run()
+        .code(1)
+        .stderr_has(".loop/scripts/hello.rhai (untrusted)")
+        .stderr_has("aloop trust");
+    p.aloop(&["trust"]).run().ok().stdout_has(".loop/scripts/hello.rhai  trusted");
+    p.aloop(&["exec", "hello"]).run().ok().stdout_has("hello from the repo");
+    std::fs::write(p.path(".loop/scripts/hello.rhai"), "print(\"edited\");").unwrap();
+    p.aloop(&["exec", "hello"]).run().code(1).stderr_has("changed since trusted");
+    p.aloop(&["trust", "--list"]).run().ok().stdout_has("changed since trusted");
+    // A file named explicitly is the user's own choice and needs no trust.
+    p.aloop(&["exec", ".loop/scripts/hello.rhai"]).run().ok().stdout_has("edited");
+    p.aloop(&["trust"]).run().ok();
+    p.aloop(&["exec", "hello"]).run().ok();
+    p.aloop(&["trust", "--revoke", ".loop/scripts/hello.rhai"]).run().ok().stderr_has("no longer trusted");
+    p.aloop(&["exec", "hello"]).run().code(1).stderr_has("untrusted");
+}
+
+#[test]
+fn an_untrusted_module_import_is_refused_too() {
+    let p = Project::new()
+        .file(".loop/scripts/helpers.rhai", "fn greet() { \"hi\" }")
+        .file("main.rhai", "import \"helpers\" as h;\nprint(h::greet());");
+    p.aloop(&["exec", "main.rhai"]).run().code(1).stderr_has("helpers.rhai (untrusted)");
+    p.aloop(&["trust"]).run().ok();
+    p.aloop(&["exec", "main.rhai"]).run().ok().stdout_has("hi");
+}
+
+#[test]
+fn eject_copies_a_bundled_file_for_forking_and_keeps_edits_unless_forced() {
+    let p = Project::new();
+    p.aloop(&["prompt", "eject", "loop/planner"]).run().ok();
+    let bundled =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/prompts/loop/planner.md")).unwrap();
+    assert_eq!(p.read(".loop/prompts/loop/planner.md"), bundled);
+    std::fs::write(p.path(".loop/prompts/loop/planner.md"), "mine").unwrap();
+    p.aloop(&["prompt", "eject", "loop/planner"]).run().code(1).stderr_has("--force");
+    assert_eq!(p.read(".loop/prompts/loop/planner.md"), "mine");
+    p.aloop(&["prompt", "eject", "loop/planner", "--force"]).run().ok();
+    assert_eq!(p.read(".loop/prompts/loop/planner.md"), bundled);
+    // An ejected script is trusted as ejected, and runs from the repository.
+    p.aloop(&["script", "eject", "loop/status"]).run().ok().stderr_has("trusted");
+    p.aloop(&["script", "list"]).run().ok().stdout_has("repo (overrides bundled)");
+    p.aloop(&["script", "eject", "no/such"]).run().code(1).stderr_has("no bundled script named 'no/such'");
+}
+
+#[test]
+fn check_compiles_every_script_and_template_and_reports_positions() {
+    let p = Project::new();
+    p.aloop(&["script", "check"]).run().ok().stderr_has("scripts compile");
+    p.aloop(&["prompt", "check"]).run().ok().stderr_has("prompts compile");
+    let p = p
+        .home_file("scripts/broken.rhai", "let x = ;")
+        .home_file("prompts/broken.md", "Hello {{#if x}} never closed");
+    p.aloop(&["script", "check"]).run().code(1).stderr_has("broken.rhai:1:9");
+    p.aloop(&["prompt", "check"]).run().code(1).stderr_has("broken.md:1:");
+}
+
+#[test]
+fn template_errors_name_the_template_with_line_and_column() {
+    let p = Project::new()
+        .file(".loop/prompts/t/missing.md", "line one\nHello {{name}} and {{absent}}\n")
+        .file("r.rhai", "tpl::render(\"t/missing\", #{ name: \"x\" });");
+    p.aloop(&["exec", "r.rhai"]).run().code(1).stderr_has("missing.md:2:").stderr_has("absent");
+}
+
+#[test]
+fn a_fixture_path_helper_points_at_real_files() {
+    assert!(fixture("host/primitives.rhai").is_file());
+}
