@@ -30,6 +30,14 @@ pub fn is_interrupted() -> bool {
     SIGNALS.load(Ordering::SeqCst) > 0
 }
 
+/// How many interrupts have arrived. A child remembers the count it was
+/// started under and stops only for a newer interrupt, so that a workflow can
+/// still run quick commands (such as git, to record what happened) after the
+/// first Ctrl-C stopped the agent.
+pub fn generation() -> usize {
+    SIGNALS.load(Ordering::SeqCst)
+}
+
 /// Sends `signal` to every registered child group.
 pub fn kill_all_groups(signal: i32) {
     for slot in &CHILD_GROUPS {

@@ -355,6 +355,8 @@ pub fn run_script(host: &SharedHost, script: &ScriptSource, args: Map) -> Result
     match result {
         Ok(()) if cancel::is_interrupted() => Err(Interrupted.into()),
         Ok(()) => Ok(0),
+        // Whatever the script was doing when it stopped, the person pressed Ctrl-C.
+        Err(_) if cancel::is_interrupted() => Err(Interrupted.into()),
         Err(err) => {
             let err = host.script_error(&script.origin, &err);
             match err.downcast_ref::<ScriptExit>() {

@@ -54,6 +54,8 @@ enum Event {
 /// A running child in its own process group.
 pub struct Supervised {
     pgid: i32,
+    /// The interrupt count when it started; only a newer interrupt stops it.
+    generation: usize,
     events: Receiver<Event>,
     _guard: cancel::GroupGuard,
 }
@@ -87,7 +89,7 @@ impl Supervised {
                 let _ = tx.send(Event::Exited(status));
             }
         });
-        Ok(Self { pgid, events, _guard: guard })
+        Ok(Self { pgid, generation: cancel::generation(), events, _guard: guard })
     }
 
     pub fn pid(&self) -> i32 {
@@ -114,7 +116,7 @@ impl Supervised {
             }
             let now = Instant::now();
             if ending.is_none() {
-                let reason = if cancel::is_interrupted() {
+                let reason = if cancel::generation() > self.generation {
                     Some(Ending::Interrupted)
                 } else if limits.total.is_some_and(|t| now >= start + t) {
                     Some(Ending::TimedOut)
