@@ -12,6 +12,10 @@ static CHILD_GROUPS: [AtomicI32; 32] = [const { AtomicI32::new(0) }; 32];
 
 /// Installs the handlers. Safe to call more than once.
 pub fn install() {
+    // A write past the file-size limit (`ulimit -f`) then fails with EFBIG,
+    // reported like a full disk, instead of killing aloop mid-write.
+    // SAFETY: setting a signal's disposition to "ignore" has no preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // SAFETY: the closure only uses atomics, kill(2) and _exit(2), all
         // async-signal-safe.
