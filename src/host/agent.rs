@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use rhai::{Array, CallFnOptions, Dynamic, Engine, FuncArgs, ImmutableString, Map, Module, Scope, AST};
 
 use super::{fail, opt, opt_seconds, raise, Fallible};
+use crate::cancel;
 use crate::engine::{self, SharedHost};
 use crate::lookup::{Kind, Layer};
 use crate::process::{Ending, Framing, Limits, Stream, Supervised};
@@ -68,7 +69,10 @@ impl Adapter {
             return fail(format!("no agent adapter named '{name}' (adapters: {known}; see `aloop agents`)"));
         };
         host.check_trust(&found).map_err(raise)?;
-        let ast = host.compile_found(engine, &found).map_err(|e| raise(format!("{e:#}")))?;
+        let origin = found.origin(Kind::Script);
+        let key = format!("script:{}", found.name);
+        let ast =
+            host.compile(engine, &key, &origin, &found.text, false).map_err(|e| raise(format!("{e:#}")))?;
         let scope = engine::globals_scope(Map::new(), engine::context_map(host));
         Ok(Self {
             name: name.to_string(),
@@ -507,6 +511,10 @@ fn run(host: &SharedHost, engine: &Engine, name: &str, req: Map) -> Fallible<Map
     let invocation = adapter.invocation(host, engine, &req)?;
     let mut collected = Collector::default();
     let outcome = match resolve_program(&invocation.program, &req.cwd) {
+        // After Ctrl-C the workflow is winding down: no new agent starts.
+        _ if cancel::is_interrupted() => {
+            Outcome { status: "interrupted", exit_code: None, error: Some("interrupted (Ctrl-C)".into()) }
+        }
         None => not_found(&mut adapter, host, engine, &invocation.program)?,
         Some(path) => supervise(host, engine, &mut adapter, &req, &invocation, &path, &mut collected)?,
     };
