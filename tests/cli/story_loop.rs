@@ -55,9 +55,14 @@ fn calls(p: &Project) -> Vec<Value> {
 }
 
 /// `aloop ARGS`, ready to run, with the fake agents following `entries`.
+/// (IS_SANDBOX: like the real claude, the fake refuses full autonomy as
+/// root elsewhere, and test machines often run as root.)
 fn with_fakes(p: &Project, args: &[&str], entries: Value) -> Run {
     let plan = plan(p, entries);
-    p.aloop(args).env("FAKE_AGENT_PLAN", &plan).env("FAKE_AGENT_LOG", outside(p, "agents.jsonl"))
+    p.aloop(args)
+        .env("FAKE_AGENT_PLAN", &plan)
+        .env("FAKE_AGENT_LOG", outside(p, "agents.jsonl"))
+        .env("IS_SANDBOX", "1")
 }
 
 /// `aloop ARGS` with the fake agents following `entries`, run to the end.
@@ -322,10 +327,14 @@ fn init_writes_config_gitignore_and_progress_and_keeps_an_existing_config() {
     p.aloop(&["init", "--mode", "fix"]).run().code(1).stderr_has("already exists").stderr_has("--force");
     assert_eq!(p.snapshot(), before);
 
-    let p = p.file(".loop/progress.md", "# Progress\n\nkept\n");
-    p.aloop(&["init", "--force", "--mode", "fix", "--agent", "codex"]).run().ok();
+    // Any adapter counts, including one of the user's own.
+    let claude =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/agents/claude.rhai")).unwrap();
+    let p =
+        p.file(".loop/progress.md", "# Progress\n\nkept\n").home_file("scripts/agents/mine.rhai", &claude);
+    p.aloop(&["init", "--force", "--mode", "fix", "--agent", "mine"]).run().ok();
     let config = json_file(&p, ".loop/config.json");
-    assert_eq!((config["mode"].as_str(), config["agent"].as_str()), (Some("fix"), Some("codex")));
+    assert_eq!((config["mode"].as_str(), config["agent"].as_str()), (Some("fix"), Some("mine")));
     assert_eq!(p.read(".loop/progress.md"), "# Progress\n\nkept\n", "an existing progress log is kept");
 }
 
@@ -343,8 +352,9 @@ fn init_rejects_an_unknown_agent_and_mode() {
 fn dry_run_prints_both_prompts_and_invokes_nothing() {
     let p = loop_project("prd.json");
     let head = p.git_cmd(&["rev-parse", "HEAD"]).trim().to_string();
+    let dry_run = with_fakes(&p, &["run", "--dry-run"], json!([]));
     let before = p.snapshot();
-    let out = run_with(&p, &["run", "--dry-run"], json!([])).ok();
+    let out = dry_run.run().ok();
     for part in [
         "===== generator prompt — US-001, agent claude =====",
         "## Your story: US-001 — Parse a CSV header",
@@ -808,11 +818,9 @@ fn plan_keeps_a_still_invalid_draft_and_exits_1() {
 #[test]
 fn plan_does_not_replace_unfinished_stories_without_force() {
     let p = loop_project("prd.json");
+    let plan = with_fakes(&p, &["plan", "--text", "x"], json!([]));
     let before = p.snapshot();
-    run_with(&p, &["plan", "--text", "x"], json!([]))
-        .code(1)
-        .stderr_has("3 unfinished stories")
-        .stderr_has("--force");
+    plan.run().code(1).stderr_has("3 unfinished stories").stderr_has("--force");
     assert!(calls(&p).is_empty());
     assert_eq!(p.snapshot(), before);
     run_with(&p, &["plan", "--text", "x", "--force"], json!([{"write": {".loop/prd.draft.json": draft(1)}}]))
