@@ -563,10 +563,15 @@ fn story_flag_works_only_on_that_story() {
 #[test]
 fn skip_eval_counts_each_generator_run_as_a_pass() {
     let p = loop_project("prd.json");
-    run_with(&p, &["run", "2", "--skip-eval"], json!([builds("US-001", "a.txt"), builds("US-002", "b.txt")]))
-        .code(2)
-        .stderr_has("Eval: off")
-        .stderr_has("US-001 PASSED (evaluation skipped)");
+    let out = run_with(
+        &p,
+        &["run", "2", "--skip-eval", "--quiet"],
+        json!([builds("US-001", "a.txt"), builds("US-002", "b.txt")]),
+    )
+    .code(2)
+    .stderr_has("Eval: off")
+    .stderr_has("US-001 PASSED (evaluation skipped)");
+    assert!(!out.stderr.contains("[claude]"), "--quiet hides the agents' output:\n{}", out.stderr);
     assert_eq!(calls(&p).len(), 2, "no evaluator ran");
     assert_eq!(progress_verdicts(&p), ["SKIP-EVAL", "SKIP-EVAL"]);
     let runs = runs(&p);
@@ -853,4 +858,60 @@ fn plan_without_a_spec_says_where_it_looked() {
         .stderr_has("SPEC.md, PRD.md, PLAN.md");
     p.aloop(&["plan", "NOPE.md"]).run().code(1).stderr_has("NOPE.md: no such file");
     p.aloop(&["plan", "SPEC.md", "--text", "x"]).run().code(2).stderr_has("not both");
+}
+
+#[test]
+fn agent_flags_and_the_config_model_choose_who_runs() {
+    let claude =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/agents/claude.rhai")).unwrap();
+    let p = loop_project("prd.json").home_file("scripts/agents/reviewer.rhai", &claude);
+    let mut config = json_file(&p, ".loop/config.json");
+    config["model"] = json!("model-for-tests");
+    let p = p.file(".loop/config.json", &serde_json::to_string_pretty(&config).unwrap());
+    run_with(&p, &["run", "1", "--eval-agent", "reviewer"], json!([builds("US-001", "a.txt"), passes()]))
+        .code(2)
+        .stderr_has("Eval: on (reviewer");
+    let agents: Vec<Value> = runs(&p).iter().map(|r| r["agent"].clone()).collect();
+    assert_eq!(agents, [json!("claude"), json!("reviewer")]);
+    let argv: Vec<String> =
+        serde_json::from_value(calls(&p)[0]["argv"].clone()).expect("the fake logs its argv");
+    assert!(argv.windows(2).any(|w| w == ["--model", "model-for-tests"]), "{argv:?}");
+}
+
+#[test]
+fn prd_and_progress_stay_valid_while_the_loop_runs() {
+    let p = loop_project("prd.json");
+    let slow = |v: Value| {
+        let mut v = v;
+        v["sleep"] = json!(0.3);
+        v
+    };
+    let mut child = with_fakes(
+        &p,
+        &["run"],
+        json!([
+            slow(builds("US-001", "a.txt")),
+            slow(rejects("again")),
+            slow(builds("US-001", "b.txt")),
+            slow(passes()),
+            slow(builds("US-002", "c.txt")),
+            slow(passes()),
+            slow(builds("US-003", "d.txt")),
+            slow(passes())
+        ]),
+    )
+    .spawn();
+    let mut reads = 0;
+    while child.try_wait().unwrap().is_none() {
+        let prd: Value =
+            serde_json::from_str(&p.read(".loop/prd.json")).expect("prd.json parses at every moment");
+        assert_eq!(prd["userStories"].as_array().unwrap().len(), 3);
+        let progress = p.read(".loop/progress.md");
+        assert_eq!(progress.matches("\n### ").count(), progress.matches("\nVerdict: ").count(), "{progress}");
+        reads += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(reads > 20, "the state was read while the loop ran ({reads} reads)");
+    assert_eq!(progress_verdicts(&p), ["REJECT", "PASS", "PASS", "PASS"]);
 }
