@@ -915,3 +915,27 @@ fn prd_and_progress_stay_valid_while_the_loop_runs() {
     assert!(reads > 20, "the state was read while the loop ran ({reads} reads)");
     assert_eq!(progress_verdicts(&p), ["REJECT", "PASS", "PASS", "PASS"]);
 }
+
+#[test]
+fn a_failed_evaluator_records_nothing_and_the_loop_goes_on() {
+    let p = loop_project("prd.json");
+    let out = run_with(&p, &["run", "1"], json!([builds("US-001", "a.txt"), {"mode": "fail"}])).code(2);
+    assert!(out.stderr.contains("the evaluator failed (failed"), "{}", out.stderr);
+    assert_eq!(json_file(&p, ".loop/prd.json"), fixture_json("loop/prd.json"), "a crash is not a rejection");
+    assert!(progress_verdicts(&p).is_empty());
+    assert_eq!(runs(&p)[1]["status"], "failed");
+}
+
+#[test]
+fn a_prd_broken_by_an_agent_stops_the_loop_and_is_not_overwritten() {
+    let p = loop_project("prd.json");
+    let out = run_with(
+        &p,
+        &["run"],
+        json!([{"write": {".loop/prd.json": "{\"userStories\": [\n"}, "text": "Oops."}, passes()]),
+    )
+    .code(1);
+    assert!(out.stderr.contains(".loop/prd.json:2:"), "{}", out.stderr);
+    assert_eq!(p.read(".loop/prd.json"), "{\"userStories\": [\n");
+    assert!(progress_verdicts(&p).is_empty());
+}
