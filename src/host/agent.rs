@@ -349,6 +349,13 @@ impl Tail {
         }
     }
 
+    /// The stderr line that best says what went wrong: the last one that
+    /// mentions an error, else the last one.
+    fn stderr_error(&self) -> Option<String> {
+        let mentions = |l: &&String| l.to_lowercase().contains("error");
+        self.stderr.iter().rev().find(mentions).or(self.stderr.back()).map(|l| l.trim().to_string())
+    }
+
     fn text(&self) -> String {
         self.lines.iter().cloned().collect::<Vec<_>>().join("\n")
     }
@@ -425,6 +432,7 @@ impl Collector {
                 let summary = string(event, "summary").unwrap_or_default();
                 view.note(&format!("✗ tool failed: {}", summary.lines().next().unwrap_or("")));
             }
+            "notice" => view.note(&string(event, "text").unwrap_or_default()),
             "error" => {
                 let text = string(event, "text").unwrap_or_else(|| "unknown error".into());
                 view.note(&format!("error: {text}"));
@@ -586,15 +594,14 @@ fn supervise(
             Outcome { status: "ok", exit_code: Some(0), error: None }
         }
         Ending::Exited(code) => {
-            let primary =
-                collected.error.clone().or_else(|| collected.tail.stderr.back().cloned()).unwrap_or_else(
-                    || match code {
-                        Some(0) => "the agent reported an error".into(),
-                        Some(c) if c > 128 => format!("killed by signal {}", c - 128),
-                        Some(c) => format!("exited with code {c}"),
-                        None => "ended without an exit status".into(),
-                    },
-                );
+            let primary = collected.error.clone().or_else(|| collected.tail.stderr_error()).unwrap_or_else(
+                || match code {
+                    Some(0) => "the agent reported an error".into(),
+                    Some(c) if c > 128 => format!("killed by signal {}", c - 128),
+                    Some(c) => format!("exited with code {c}"),
+                    None => "ended without an exit status".into(),
+                },
+            );
             let explained = match code {
                 Some(c) if c != 0 => adapter.explain_exit(host, engine, c, &collected.tail.text())?,
                 _ => None,

@@ -228,3 +228,43 @@ def main(agent, parse_argv, make_format):
 
 def run(agent, parse_argv, make_format):
     sys.exit(main(agent, parse_argv, make_format))
+
+
+def yargs(argv, program, flags, valued, choices):
+    """Parses argv the way yargs does for qwen and gemini: `--name value`,
+    `--name=value`, unknown options rejected, choices checked. Returns
+    (options by canonical name, positionals)."""
+    opts, positional = {}, []
+    usage = f"Usage: {program} [options] [command]"
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            positional += argv[i + 1:]
+            break
+        name, eq, inline = arg.partition("=")
+        if arg.startswith("-") and len(arg) > 1:
+            canonical = flags.get(name) or valued.get(name)
+            if canonical is None:
+                raise Usage(f"Unknown argument: {name.lstrip('-')}\n{usage}")
+            if name in flags:
+                opts[canonical] = True
+            elif eq:
+                opts[canonical] = inline
+            elif i + 1 < len(argv):
+                i += 1
+                opts[canonical] = argv[i]
+            else:
+                raise Usage(f"Not enough arguments following: {canonical}\n{usage}")
+            allowed = choices.get(canonical)
+            if allowed and opts[canonical] not in allowed:
+                given = opts[canonical]
+                listed = ", ".join(f'"{c}"' for c in allowed)
+                raise Usage(f'Invalid values:\n  Argument: {canonical}, Given: "{given}", Choices: {listed}\n{usage}')
+        else:
+            positional.append(arg)
+        i += 1
+    if opts.get("yolo") and "approval-mode" in opts:
+        raise Usage("Cannot use both --yolo (-y) and --approval-mode together. "
+                    f"Use --approval-mode=yolo instead.\n{usage}")
+    return opts, positional
