@@ -939,3 +939,27 @@ fn a_prd_broken_by_an_agent_stops_the_loop_and_is_not_overwritten() {
     assert_eq!(p.read(".loop/prd.json"), "{\"userStories\": [\n");
     assert!(progress_verdicts(&p).is_empty());
 }
+
+#[test]
+fn explore_and_fix_modes_use_their_prompts_and_budgets() {
+    for (mode, generator, evaluator) in [
+        ("explore", "/.loop/triage/US-001-analysis.md", "touches only files under"),
+        ("fix", "fix: US-001 - Parse a CSV header", "There is a regression test"),
+    ] {
+        let p = loop_project("prd.json");
+        let mut config = json_file(&p, ".loop/config.json");
+        config["mode"] = json!(mode);
+        let p = p.file(".loop/config.json", &serde_json::to_string_pretty(&config).unwrap());
+        let out = p.aloop(&["run", "--dry-run"]).run().ok();
+        let budget = config["scopeBudgets"][mode]["maxFilesToRead"].as_i64().unwrap();
+        for part in [
+            format!("## Mode: {mode}"),
+            format!("mode: **{mode}**"),
+            format!("Read at most **{budget}** files"),
+            generator.to_string(),
+            evaluator.to_string(),
+        ] {
+            assert!(out.stdout.contains(&part), "{mode}: stdout lacks {part:?}\n{}", out.stdout);
+        }
+    }
+}
