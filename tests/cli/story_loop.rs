@@ -477,6 +477,9 @@ fn rejections_are_recorded_and_block_the_story_after_eval_retries() {
     for id in ["US-002", "US-003"] {
         assert_eq!(story(&prd, id), story(&fixture, id), "other stories stay exactly as they were");
     }
+    let tail = |text: &str| text[text.find("\"id\": \"US-002\"").unwrap()..].to_string();
+    let original = std::fs::read_to_string(crate::support::fixture("loop/prd.json")).unwrap();
+    assert_eq!(tail(&p.read(".loop/prd.json")), tail(&original), "byte for byte");
     let calls = calls(&p);
     assert_eq!(calls.len(), 4, "two tries, then the story is blocked");
     assert!(
