@@ -966,3 +966,18 @@ fn explore_and_fix_modes_use_their_prompts_and_budgets() {
         }
     }
 }
+
+#[test]
+fn plan_reads_the_spec_from_stdin_with_a_dash() {
+    let p = Project::git();
+    with_fakes(&p, &["plan", "-"], json!([{"write": {".loop/prd.draft.json": draft(1)}}]))
+        .stdin("# From a pipe\n\nA CLI that converts CSV to JSON.\n")
+        .run()
+        .ok();
+    let prompt = calls(&p)[0]["prompt"].as_str().unwrap().to_string();
+    assert!(
+        prompt.contains("Source: standard input") && prompt.contains("A CLI that converts CSV to JSON."),
+        "{prompt}"
+    );
+    assert!(p.exists(".loop/prd.json"));
+}
