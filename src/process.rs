@@ -146,7 +146,11 @@ impl Supervised {
             match self.events.recv_timeout(wait) {
                 Ok(Event::Output(stream, bytes, cut)) => {
                     last_output = Instant::now();
-                    on_output(stream, &bytes, cut)?;
+                    if let Err(e) = on_output(stream, &bytes, cut) {
+                        // The caller gave up on this run: nothing of it may outlive the call.
+                        self.signal(libc::SIGKILL);
+                        return Err(e);
+                    }
                 }
                 Ok(Event::Closed) => open_streams -= 1,
                 Ok(Event::Exited(status)) => {

@@ -97,6 +97,8 @@ pub fn module(host: &SharedHost) -> Module {
     primitive!(m, "run", |args: Array| run(&h, &args, &Map::new()));
     let h = host.clone();
     primitive!(m, "run", |args: Array, opts: Map| run(&h, &args, &opts));
+    // proc::env(name) -> the value of one of aloop's environment variables, or ().
+    primitive!(m, "env", |name: &str| { Ok(std::env::var(name).map_or(Dynamic::UNIT, Dynamic::from)) });
     // proc::which(program) -> its full path on PATH, or ().
     primitive!(m, "which", |program: &str| {
         Ok(which::which(program).map_or(Dynamic::UNIT, |p| p.display().to_string().into()))
