@@ -32,7 +32,10 @@ pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Appends `bytes` with a single `write(2)` on an `O_APPEND` descriptor, so
-/// concurrent appenders never interleave within one record.
+/// concurrent appenders never interleave within one record and a crash of
+/// aloop never leaves half a record. Appends are for logs and are not
+/// fsynced (a power cut may lose the last lines); state files go through
+/// `write`, which is.
 pub fn append(path: &Path, bytes: &[u8]) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         create_dirs(dir)?;
@@ -42,7 +45,7 @@ pub fn append(path: &Path, bytes: &[u8]) -> io::Result<()> {
     if written != bytes.len() {
         return Err(io::Error::new(io::ErrorKind::WriteZero, "short append"));
     }
-    file.sync_data()
+    Ok(())
 }
 
 /// An exclusive advisory lock on a file, released when dropped. The holder

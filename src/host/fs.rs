@@ -35,7 +35,7 @@ fn read(host: &SharedHost, path: &str) -> Fallible<String> {
 /// `path:line:col`, and nothing is changed.
 fn read_json(host: &SharedHost, path: &str) -> Fallible<Dynamic> {
     let text = read(host, path)?;
-    json::to_dynamic(&json::parse(path, &text).map_err(raise)?)
+    json::parse::<Dynamic>(path, &text).map_err(raise)
 }
 
 fn write_bytes(host: &SharedHost, path: &str, bytes: &[u8]) -> Fallible<()> {
@@ -52,7 +52,7 @@ fn write_json(host: &SharedHost, path: &str, value: Dynamic) -> Fallible<()> {
     if full.is_file() {
         let old_text = atomic::read_text(&full).map_err(raise)?;
         if !old_text.trim().is_empty() {
-            let old = json::parse(path, &old_text)
+            let old: json::KeyOrder = json::parse(path, &old_text)
                 .map_err(|e| raise(format!("{e} (refusing to overwrite a malformed file)")))?;
             value = json::keep_key_order(value, &old);
         }

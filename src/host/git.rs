@@ -25,6 +25,56 @@ fn git(root: &Path, args: &[&str], index: Option<&Path>) -> Result<String, Strin
     }
 }
 
+/// HEAD's commit read straight from the repository files, which costs
+/// microseconds where spawning git costs milliseconds (the story loop asks
+/// once per iteration). `None` means "ask git": anything unusual, such as
+/// reftable storage, a symbolic ref to another symbolic ref, or a file that
+/// does not look as expected.
+fn read_head(root: &Path) -> Option<Option<String>> {
+    let dot_git = root.join(".git");
+    let git_dir = if dot_git.is_file() {
+        let text = std::fs::read_to_string(&dot_git).ok()?;
+        root.join(text.strip_prefix("gitdir:")?.trim())
+    } else {
+        dot_git
+    };
+    let common = match std::fs::read_to_string(git_dir.join("commondir")) {
+        Ok(rel) => git_dir.join(rel.trim()),
+        Err(_) => git_dir.clone(),
+    };
+    if common.join("reftable").exists() {
+        return None;
+    }
+    let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
+    let head = head.trim();
+    let Some(name) = head.strip_prefix("ref:").map(str::trim) else {
+        return is_object_id(head).then(|| Some(head.to_string()));
+    };
+    if !name.starts_with("refs/") || name.contains("..") {
+        return None;
+    }
+    for dir in [&git_dir, &common] {
+        if let Ok(text) = std::fs::read_to_string(dir.join(name)) {
+            let id = text.trim();
+            return is_object_id(id).then(|| Some(id.to_string()));
+        }
+    }
+    let packed = std::fs::read_to_string(common.join("packed-refs")).unwrap_or_default();
+    for line in packed.lines() {
+        if let Some((id, refname)) = line.split_once(' ') {
+            if refname == name && is_object_id(id) {
+                return Some(Some(id.to_string()));
+            }
+        }
+    }
+    Some(None) // a branch with no commits yet
+}
+
+/// A SHA-1 or SHA-256 object id in hex.
+fn is_object_id(text: &str) -> bool {
+    (text.len() == 40 || text.len() == 64) && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 fn trimmed_or_unit(result: Result<String, String>) -> Dynamic {
     match result {
         Ok(s) if !s.trim().is_empty() => s.trim().to_string().into(),
@@ -66,7 +116,10 @@ pub fn module(host: &SharedHost) -> Module {
     let h = host.clone();
     // git::head() -> the commit SHA of HEAD, or () before the first commit.
     primitive!(m, "head", || {
-        Ok(trimmed_or_unit(git(&h.roots.project, &["rev-parse", "--verify", "-q", "HEAD"], None)))
+        Ok(match read_head(&h.roots.project) {
+            Some(id) => id.map_or(Dynamic::UNIT, Dynamic::from),
+            None => trimmed_or_unit(git(&h.roots.project, &["rev-parse", "--verify", "-q", "HEAD"], None)),
+        })
     });
     let h = host.clone();
     // git::branch() -> the current branch name, or () when detached.

@@ -366,3 +366,28 @@ fn template_errors_name_the_template_with_line_and_column() {
 fn a_fixture_path_helper_points_at_real_files() {
     assert!(fixture("host/primitives.rhai").is_file());
 }
+
+#[test]
+fn git_head_matches_git_in_every_repository_state() {
+    let p = Project::new().file("h.rhai", "print(`${git::head()}`);");
+    p.git_cmd(&["init", "-q", "-b", "main"]);
+    let head =
+        |p: &Project, dir: &str| p.aloop(&["-C", dir, "exec", "h"]).run().ok().stdout.trim().to_string();
+    std::fs::create_dir_all(p.home().join("scripts")).unwrap();
+    std::fs::copy(p.path("h.rhai"), p.home().join("scripts/h.rhai")).unwrap();
+    assert_eq!(head(&p, "."), "", "a branch with no commits has no HEAD");
+    let p = p.commit("one");
+    let rev = |p: &Project| p.git_cmd(&["rev-parse", "HEAD"]).trim().to_string();
+    assert_eq!(head(&p, "."), rev(&p), "loose ref");
+    p.git_cmd(&["pack-refs", "--all"]);
+    assert!(!p.path(".git/refs/heads/main").exists());
+    assert_eq!(head(&p, "."), rev(&p), "packed ref");
+    let p = p.commit("two");
+    p.git_cmd(&["checkout", "-q", "--detach", "HEAD~1"]);
+    assert_eq!(head(&p, "."), rev(&p), "detached HEAD");
+    p.git_cmd(&["checkout", "-q", "main"]);
+    p.git_cmd(&["worktree", "add", "-q", "-b", "side", "wt", "HEAD~1"]);
+    let in_worktree = p.git_cmd(&["-C", "wt", "rev-parse", "HEAD"]).trim().to_string();
+    assert_eq!(head(&p, "wt"), in_worktree, "linked worktree");
+    assert_ne!(in_worktree, rev(&p));
+}

@@ -1,0 +1,243 @@
+//! End-to-end benchmarks of the real binary (`cargo bench`). Each measures a
+//! whole process or a whole loop, the way a user meets aloop:
+//!
+//! - cold start of `--version`, `status` and `iterate watch --status`,
+//!   against a hello-world Rust binary built on the spot;
+//! - loop overhead per iteration with an instant agent (generator and
+//!   evaluator), over 200 stories and over 10,000 stories;
+//! - streaming 100 MB of stream-json through the claude adapter's parser,
+//!   with the peak memory of the aloop process;
+//! - `iterate run --dry-run` end to end.
+//!
+//! The results are printed as a Markdown table (see BENCHMARKS.md).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ALOOP: &str = env!("CARGO_BIN_EXE_aloop");
+
+struct Bench {
+    dir: tempfile::TempDir,
+}
+
+impl Bench {
+    fn new() -> Self {
+        let dir = tempfile::Builder::new().prefix("aloop-bench-").tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        Bench { dir }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    /// A git project with a config and `stories` stories.
+    fn project(&self, name: &str, stories: usize) -> PathBuf {
+        let root = self.dir.path().join(name);
+        std::fs::create_dir_all(root.join(".loop/scripts/agents")).unwrap();
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/fixtures");
+        for adapter in ["instant", "cat"] {
+            std::fs::copy(
+                fixtures.join(format!("{adapter}.rhai")),
+                root.join(format!(".loop/scripts/agents/{adapter}.rhai")),
+            )
+            .unwrap();
+        }
+        std::fs::copy(fixtures.join("stream.rhai"), root.join("stream.rhai")).unwrap();
+        let list: Vec<String> = (1..=stories)
+            .map(|i| {
+                format!(
+                    "{{\"id\": \"US-{i:05}\", \"title\": \"Story {i}\", \"description\": \"Do thing {i}\", \
+                     \"acceptanceCriteria\": [\"it works\"], \"priority\": {i}, \"passes\": false, \"notes\": \"\", \"rejections\": 0}}"
+                )
+            })
+            .collect();
+        let prd = format!("{{\"project\": \"bench\", \"branchName\": \"main\", \"description\": \"\", \"userStories\": [{}]}}", list.join(",\n"));
+        std::fs::write(root.join(".loop/prd.json"), prd).unwrap();
+        self.run(&root, &["git", "init", "-q", "-b", "main"]);
+        self.aloop(&root, &["init", "--agent", "instant"]);
+        self.aloop(&root, &["trust"]);
+        self.run(&root, &["git", "add", "-A"]);
+        self.run(&root, &["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-q", "-m", "init"]);
+        root
+    }
+
+    fn command(&self, dir: &Path, argv: &[&str]) -> Command {
+        let mut cmd = Command::new(argv[0]);
+        cmd.args(&argv[1..])
+            .current_dir(dir)
+            .env("ALOOP_HOME", self.home())
+            .env("NO_COLOR", "1")
+            .env("GIT_AUTHOR_NAME", "b")
+            .env("GIT_AUTHOR_EMAIL", "b@b")
+            .env("GIT_COMMITTER_NAME", "b")
+            .env("GIT_COMMITTER_EMAIL", "b@b")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    fn run(&self, dir: &Path, argv: &[&str]) -> String {
+        let out = self.command(dir, argv).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn aloop(&self, dir: &Path, args: &[&str]) -> (i32, String, String) {
+        let mut argv = vec![ALOOP];
+        argv.extend_from_slice(args);
+        let out = self.command(dir, &argv).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
+    }
+
+    /// The median wall time of `runs` runs of a command.
+    fn median(&self, dir: &Path, argv: &[&str], runs: usize) -> Duration {
+        for _ in 0..5 {
+            self.command(dir, argv).output().unwrap();
+        }
+        let mut times: Vec<Duration> = (0..runs)
+            .map(|_| {
+                let start = Instant::now();
+                let out = self.command(dir, argv).output().unwrap();
+                assert!(out.status.success(), "{argv:?}: {}", String::from_utf8_lossy(&out.stderr));
+                start.elapsed()
+            })
+            .collect();
+        times.sort();
+        times[runs / 2]
+    }
+}
+
+fn hello_world(dir: &Path) -> PathBuf {
+    let src = dir.join("hello.rs");
+    std::fs::write(&src, "fn main() { println!(\"hello\"); }\n").unwrap();
+    let exe = dir.join("hello");
+    let status = Command::new("rustc").args(["-O", "-o"]).arg(&exe).arg(&src).status().unwrap();
+    assert!(status.success(), "rustc builds hello world");
+    exe
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Runs a command to its end and returns its exit code, stdout and its own
+/// peak resident memory in MB (from wait4, so its children do not count).
+fn run_with_peak_rss(mut cmd: Command) -> (i32, String, f64) {
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
+        text
+    });
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; fills the structs we own.
+    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    (code, reader.join().unwrap(), usage.ru_maxrss as f64 / 1024.0)
+}
+
+fn main() {
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
+    let wanted = |name: &str| filter.is_empty() || name.contains(&filter);
+    let bench = Bench::new();
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+
+    if wanted("start") {
+        let small = bench.project("small", 3);
+        let hello = hello_world(bench.dir.path());
+        let hello_time = bench.median(&small, &[hello.to_str().unwrap()], 200);
+        rows.push(("hello-world Rust binary".into(), ms(hello_time), "baseline".into()));
+        bench.aloop(&small, &["iterate", "watch", "--interval", "1h"]);
+        for args in [&["--version"][..], &["status"], &["iterate", "watch", "--status"]] {
+            let mut argv = vec![ALOOP];
+            argv.extend_from_slice(args);
+            let t = bench.median(&small, &argv, 200);
+            let ratio = t.as_secs_f64() / hello_time.as_secs_f64();
+            rows.push((
+                format!("cold start: aloop {}", args.join(" ")),
+                ms(t),
+                format!("{ratio:.2}× hello world (target ≤ 2×, < 5 ms)"),
+            ));
+        }
+        let dry = bench.median(&small, &[ALOOP, "iterate", "run", "--dry-run", "--agent", "instant"], 50);
+        rows.push(("iterate run --dry-run, end to end".into(), ms(dry), "target < 10 ms".into()));
+    }
+
+    // The agent's own cost: the same process spawned and read, outside aloop.
+    let agent_time = {
+        let start = Instant::now();
+        for _ in 0..200 {
+            Command::new("printf").args(["%s\n", "{\"type\":\"result\"}"]).output().unwrap();
+        }
+        start.elapsed() / 200
+    };
+
+    for (name, stories, iterations) in [("loop200", 200usize, 200usize), ("loop10k", 10_000, 20)] {
+        if !wanted(name) {
+            continue;
+        }
+        let root = bench.project(name, stories);
+        let start = Instant::now();
+        let (code, _, stderr) = bench.aloop(&root, &["run", &iterations.to_string(), "--quiet"]);
+        let total = start.elapsed();
+        assert!(code == 0 || code == 2, "aloop run failed ({code}): {stderr}");
+        let passed = stderr.matches("PASSED").count();
+        assert_eq!(passed, iterations, "every iteration should pass one story:\n{stderr}");
+        let per_iteration = total / iterations as u32;
+        let overhead = per_iteration.saturating_sub(agent_time * 2);
+        let target = if stories > 1000 { "target < 50 ms" } else { "target < 3 ms" };
+        rows.push((
+            format!("loop overhead per iteration, {stories} stories ({iterations} iterations, generator + evaluator)"),
+            ms(overhead),
+            format!("{} per iteration in all, minus 2 × {} of agent process; {target}", ms(per_iteration), ms(agent_time)),
+        ));
+    }
+
+    if wanted("stream") {
+        let root = bench.project("stream", 1);
+        let events = root.join("events.ndjson");
+        let line = "{\"type\":\"assistant\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"Reading the module and its tests to see how errors are reported before I change anything.\"}],\"usage\":{\"input_tokens\":1200,\"output_tokens\":60}},\"session_id\":\"bench\"}\n";
+        let tool = "{\"type\":\"assistant\",\"message\":{\"id\":\"msg_2\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"Bash\",\"input\":{\"command\":\"cargo test --quiet\",\"description\":\"Run the tests\"}}]},\"session_id\":\"bench\"}\n";
+        let result = "{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"done\",\"total_cost_usd\":0.5,\"usage\":{\"input_tokens\":10,\"output_tokens\":10}}\n";
+        let target = 100 * 1024 * 1024;
+        let mut body = String::with_capacity(target + 1024);
+        while body.len() < target {
+            body.push_str(line);
+            body.push_str(tool);
+        }
+        body.push_str(result);
+        std::fs::write(&events, &body).unwrap();
+        let cat_start = Instant::now();
+        Command::new("cat").arg(&events).stdout(Stdio::null()).status().unwrap();
+        let cat_time = cat_start.elapsed();
+        let start = Instant::now();
+        let file = format!("file={}", events.display());
+        let (code, stdout, peak) =
+            run_with_peak_rss(bench.command(&root, &[ALOOP, "exec", "stream.rhai", &file]));
+        let elapsed = start.elapsed();
+        assert_eq!(code, 0, "streaming failed: {stdout}");
+        assert!(stdout.contains("\"status\":\"ok\""), "{stdout}");
+        let mb = body.len() as f64 / (1024.0 * 1024.0);
+        let rate = mb / elapsed.saturating_sub(cat_time).as_secs_f64();
+        rows.push((
+            format!("stream {mb:.0} MB of stream-json through the claude parser"),
+            format!("{rate:.0} MB/s"),
+            format!("{} in all; peak RSS of aloop {peak:.1} MB; targets ≥ 50 MB/s, < 30 MB", ms(elapsed)),
+        ));
+    }
+
+    println!("| benchmark | result | notes |\n| --- | --- | --- |");
+    for (name, result, notes) in rows {
+        println!("| {name} | {result} | {notes} |");
+    }
+}
