@@ -201,6 +201,9 @@ fn unknown_scope_agent_and_bad_numbers_are_usage_errors() {
         .code(2)
         .stderr_has("unknown agent 'nosuchagent'");
     iterate(&p, &["run", "--dry-run", "--max-files", "0"]).code(2).stderr_has("--max-files");
+    iterate(&p, &["run", "--dry-run", "--metrics", "m.json", "--metrics-cmd", "echo", "{}"])
+        .code(2)
+        .stderr_has("not both");
     iterate(&p, &["run", "--dry-run", "--timeout=-5m"]).code(2).stderr_has("--timeout '-5m'");
     iterate(&p, &["run", "--dry-run", "--timeout", "soon"]).code(2).stderr_has("e.g. 30m");
     assert!(!p.home().join("iterate-runs.json").exists());
@@ -878,4 +881,54 @@ fn tick_outside_quiet_hours_runs_the_saved_schedule_and_updates_last_run() {
     assert_eq!(run["scope"], "perf");
     assert_eq!(run["files"], json!(["cache.txt"]));
     assert_eq!(watch_json(&p)["lastRunAt"], "2026-01-01T12:00:00+01:00");
+}
+
+/// Runs `aloop ARGS` on a pseudo-terminal (util-linux `script`), typing
+/// `input`; returns the exit code and everything the terminal showed.
+fn on_terminal(p: &Project, args: &str, input: &str, env: &[(&str, &str)]) -> (i32, String) {
+    let exe = env!("CARGO_BIN_EXE_aloop");
+    let path =
+        format!("{}:{}", crate::support::fakes_dir().display(), std::env::var("PATH").unwrap_or_default());
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &format!("{exe} {args}"), "/dev/null"])
+        .current_dir(p.root())
+        .env("ALOOP_HOME", p.home())
+        .env("HOME", p.home().parent().unwrap())
+        .env("PATH", path)
+        .env("NO_COLOR", "1")
+        .env_remove("ALOOP_NOW")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("script runs");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn on_a_terminal_the_run_asks_first_and_no_declines() {
+    let p = Project::git();
+    let log = p.home().join("../agent-log.jsonl");
+    let log_text = log.display().to_string();
+    let (code, shown) = on_terminal(&p, "iterate run --scope copy", "n\n", &[("FAKE_AGENT_LOG", &log_text)]);
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("Let claude make up to 3 small changes (at most 5 files)"), "{shown}");
+    assert!(shown.contains("declined; nothing was run"), "{shown}");
+    assert_eq!(runs(&p)[0]["status"], "declined");
+    assert!(!log.exists(), "the agent was not invoked");
+}
+
+#[test]
+#[ignore = "needs agent::run"]
+fn on_a_terminal_yes_runs_the_agent() {
+    let p = Project::git();
+    let (plan, _) = with_plan(&p, json!([{"text": "Done.", "write": {"README.md": "# better\n"}}]));
+    let (code, shown) = on_terminal(&p, "iterate run", "y\n", &[("FAKE_AGENT_PLAN", &plan)]);
+    assert_eq!(code, 0, "{shown}");
+    let run = &runs(&p)[0];
+    assert_eq!(run["status"], "applied");
+    assert_eq!(run["files"], json!(["README.md"]));
 }
