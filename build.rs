@@ -1,5 +1,6 @@
-//! Embeds every file under `scripts/` and `prompts/` into the binary, so the
-//! bundled workflows work from a single executable with nothing installed.
+//! Embeds every file under `scripts/`, `prompts/` and `data/` into the
+//! binary, so the bundled workflows work from a single executable with
+//! nothing installed.
 
 use std::path::{Path, PathBuf};
 use std::{env, fs};
@@ -19,7 +20,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
 fn main() {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let mut files = Vec::new();
-    for top in ["scripts", "prompts"] {
+    for top in ["scripts", "prompts", "data"] {
         println!("cargo:rerun-if-changed={top}");
         collect(&root.join(top), &mut files);
     }

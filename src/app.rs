@@ -24,7 +24,16 @@ pub fn run(argv: Vec<OsString>) -> Result<i32> {
     let roots = Roots::new(&project, &home).with_context(|| format!("opening {}", project.display()))?;
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let host = Host::new(roots, interactive);
-    let manifest = Manifest::load(&host.lookup)?;
+    let manifest = match Manifest::load(&host.lookup) {
+        Ok(manifest) => manifest,
+        // A broken command manifest must not lock the user out of the
+        // commands that inspect and repair it.
+        Err(e) if invokes_host_command(&argv) => {
+            crate::host::ui::message("warning:", "33", &format!("{e:#}"));
+            Manifest::default()
+        }
+        Err(e) => return Err(e),
+    };
     let command = manifest.extend(Cli::command())?;
     let matches = command.try_get_matches_from(argv).unwrap_or_else(|e| e.exit());
     if let Some(selected) = manifest.dispatch(&matches) {
@@ -39,6 +48,21 @@ pub fn run(argv: Vec<OsString>) -> Result<i32> {
         HostCommand::Exec { target, pairs } => exec(&host, &target, &pairs),
         HostCommand::Trust { list, revoke } => trust(&host, list, revoke.as_deref()),
     }
+}
+
+/// Whether the first command word is one of the host's own commands.
+fn invokes_host_command(argv: &[OsString]) -> bool {
+    let mut args = argv.iter().skip(1).filter_map(|a| a.to_str());
+    while let Some(arg) = args.next() {
+        match arg {
+            "-C" => {
+                args.next();
+            }
+            a if a.starts_with('-') => {}
+            word => return Cli::command().find_subcommand(word).is_some(),
+        }
+    }
+    true // only flags such as --version or --help
 }
 
 /// The directory given with `-C`, looked up before clap runs because the

@@ -12,6 +12,10 @@ static CHILD_GROUPS: [AtomicI32; 32] = [const { AtomicI32::new(0) }; 32];
 
 /// Installs the handlers. Safe to call more than once.
 pub fn install() {
+    // A write past the file-size limit (`ulimit -f`) then fails with EFBIG,
+    // reported like a full disk, instead of killing aloop mid-write.
+    // SAFETY: setting a signal's disposition to "ignore" has no preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // SAFETY: the closure only uses atomics, kill(2) and _exit(2), all
         // async-signal-safe.
@@ -28,6 +32,14 @@ pub fn install() {
 
 pub fn is_interrupted() -> bool {
     SIGNALS.load(Ordering::SeqCst) > 0
+}
+
+/// How many interrupts have arrived. A child remembers the count it was
+/// started under and stops only for a newer interrupt, so that a workflow can
+/// still run quick commands (such as git, to record what happened) after the
+/// first Ctrl-C stopped the agent.
+pub fn generation() -> usize {
+    SIGNALS.load(Ordering::SeqCst)
 }
 
 /// Sends `signal` to every registered child group.

@@ -1,17 +1,9 @@
-//! The host's own commands. Workflow commands (`iterate ...`, `init`, `run`,
-//! ...) are added at start-up from `scripts/commands.toml`; see `manifest`.
+//! The host's own commands. The workflow commands, and the examples shown
+//! under `aloop --help`, come from `scripts/commands.toml`; see `manifest`.
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-
-const EXAMPLES: &str = "\
-Examples:
-  aloop demo                          watch the story loop run on a throwaway project
-  aloop init && aloop plan SPEC.md    set up the story loop in this repository
-  aloop run 5                         run up to five generator/evaluator iterations
-  aloop iterate run --dry-run         preview one product-improvement cycle
-  aloop script eject loop/run         fork a bundled workflow into .loop/scripts/";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,7 +12,6 @@ Examples:
     about = "Run coding agents in disciplined, scriptable loops",
     long_about = "aloop runs coding agents (Claude Code, Codex, Qwen Code, Gemini CLI, or any program \
 through an adapter script) in disciplined loops. Every workflow is a Rhai script you can fork.",
-    after_help = EXAMPLES,
     subcommand_required = true,
     arg_required_else_help = true
 )]

@@ -77,6 +77,22 @@ impl Host {
         self.budget_start.set(self.last_operations.get());
     }
 
+    /// Runs `f`, which calls back into the engine (an agent adapter's
+    /// functions called from inside a primitive), with its own operation
+    /// count: nested calls start counting from zero, so the outer script's
+    /// count is saved and restored around them.
+    pub fn nested<T>(&self, f: impl FnOnce() -> T) -> T {
+        let saved = (self.last_operations.get(), self.budget_start.get(), self.interrupted_at.get());
+        self.last_operations.set(0);
+        self.budget_start.set(0);
+        self.interrupted_at.set(None);
+        let result = f();
+        self.last_operations.set(saved.0);
+        self.budget_start.set(saved.1);
+        self.interrupted_at.set(saved.2);
+        result
+    }
+
     /// Finds a script by name and refuses repository scripts that the user has
     /// not trusted (a cloned repository must not run code without consent).
     pub fn find_script(&self, name: &str) -> Result<Found, HostError> {
@@ -245,7 +261,7 @@ fn runtime_message(value: &Dynamic) -> String {
 }
 
 /// The scope every script starts with: the `ARGS` and `CTX` constants.
-fn globals_scope(args: Map, ctx: Map) -> Scope<'static> {
+pub fn globals_scope(args: Map, ctx: Map) -> Scope<'static> {
     let mut scope = Scope::new();
     scope.push_constant("ARGS", args);
     scope.push_constant("CTX", ctx);
@@ -280,11 +296,11 @@ pub fn new_engine(host: &SharedHost) -> Engine {
         if cancel::is_interrupted() {
             let since = *host.interrupted_at.get().get_or_insert(ops);
             host.interrupted_at.set(Some(since));
-            if ops - since > OPERATIONS_AFTER_INTERRUPT {
+            if ops.saturating_sub(since) > OPERATIONS_AFTER_INTERRUPT {
                 return Some(Dynamic::UNIT);
             }
         }
-        (ops - host.budget_start.get() > host.budget).then_some(Dynamic::UNIT)
+        (ops.saturating_sub(host.budget_start.get()) > host.budget).then_some(Dynamic::UNIT)
     });
     engine.on_print(crate::host::ui::print_line);
     engine.on_debug(|text, source, pos| eprintln!("[debug] {}:{pos}: {text}", source.unwrap_or("script")));
@@ -355,6 +371,8 @@ pub fn run_script(host: &SharedHost, script: &ScriptSource, args: Map) -> Result
     match result {
         Ok(()) if cancel::is_interrupted() => Err(Interrupted.into()),
         Ok(()) => Ok(0),
+        // Whatever the script was doing when it stopped, the person pressed Ctrl-C.
+        Err(_) if cancel::is_interrupted() => Err(Interrupted.into()),
         Err(err) => {
             let err = host.script_error(&script.origin, &err);
             match err.downcast_ref::<ScriptExit>() {
@@ -366,7 +384,7 @@ pub fn run_script(host: &SharedHost, script: &ScriptSource, args: Map) -> Result
 }
 
 /// `CTX`: facts about this run that scripts need.
-fn context_map(host: &Host) -> Map {
+pub fn context_map(host: &Host) -> Map {
     let path = |p: &PathBuf| Dynamic::from(p.display().to_string());
     let mut ctx = Map::new();
     ctx.insert("project_root".into(), path(&host.roots.project));

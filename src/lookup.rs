@@ -185,7 +185,7 @@ fn normalize_name(kind: Kind, name: &str) -> Result<String, String> {
     if valid {
         Ok(name.to_string())
     } else {
-        Err(format!("'{name}' is not a valid {} name (use names like 'iterate/run')", kind.folder()))
+        Err(format!("'{name}' is not a valid {} name (use names like 'iterate/run')", kind.noun()))
     }
 }
 

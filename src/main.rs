@@ -6,8 +6,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             let code = aloop::error::exit_code(&err);
-            if code != 130 || !err.to_string().is_empty() {
-                eprintln!("error: {err:#}");
+            match code {
+                130 => eprintln!("aloop: interrupted"),
+                _ => eprintln!("error: {err:#}"),
             }
             code
         }

@@ -17,6 +17,9 @@ use crate::lookup::{Kind, Lookup};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
+    /// Shown under `aloop --help`.
+    #[serde(default)]
+    examples: Vec<String>,
     #[serde(default)]
     groups: BTreeMap<String, String>,
     #[serde(default)]
@@ -149,6 +152,7 @@ impl ArgSpec {
 /// Every script-defined command, by its words ("iterate run").
 #[derive(Debug, Default)]
 pub struct Manifest {
+    examples: Vec<String>,
     groups: BTreeMap<String, String>,
     commands: BTreeMap<String, CommandSpec>,
 }
@@ -160,6 +164,9 @@ impl Manifest {
         let mut manifest = Manifest::default();
         for (origin, text) in lookup.layered_file(Kind::Script, "commands.toml") {
             let file: File = toml::from_str(&text).map_err(|e| anyhow!("{origin}: {e}"))?;
+            if !file.examples.is_empty() {
+                manifest.examples = file.examples;
+            }
             manifest.groups.extend(file.groups);
             manifest.commands.extend(file.commands);
         }
@@ -169,6 +176,9 @@ impl Manifest {
     /// Adds a subcommand for each entry to `root`, skipping words that the host
     /// already uses.
     pub fn extend(&self, mut root: Command) -> Result<Command> {
+        if !self.examples.is_empty() {
+            root = root.after_help(examples_help(&self.examples));
+        }
         let mut tree = Node::default();
         for (words, spec) in &self.commands {
             let path: Vec<&str> = words.split_whitespace().collect();
@@ -213,6 +223,11 @@ impl Manifest {
     }
 }
 
+fn examples_help(examples: &[String]) -> String {
+    let lines: Vec<String> = examples.iter().map(|e| format!("  {e}")).collect();
+    format!("Examples:\n{}", lines.join("\n"))
+}
+
 #[derive(Default)]
 struct Node<'a> {
     spec: Option<&'a CommandSpec>,
@@ -236,8 +251,7 @@ impl<'a> Node<'a> {
                     cmd = cmd.long_about(long.clone());
                 }
                 if !spec.examples.is_empty() {
-                    let lines: Vec<String> = spec.examples.iter().map(|e| format!("  {e}")).collect();
-                    cmd = cmd.after_help(format!("Examples:\n{}", lines.join("\n")));
+                    cmd = cmd.after_help(examples_help(&spec.examples));
                 }
                 for arg in &spec.args {
                     cmd = cmd.arg(arg.to_clap().map_err(|e| anyhow!("command '{full}': {e}"))?);

@@ -20,11 +20,13 @@ pub enum Stream {
 }
 
 /// How output is delivered: whole lines (cut at `max_line` bytes, the rest of
-/// an overlong line dropped) or raw chunks as they arrive.
+/// an overlong line dropped), raw chunks as they arrive, or not at all (the
+/// child writes straight to our own stdout and stderr).
 #[derive(Debug, Clone, Copy)]
 pub enum Framing {
     Lines { max_line: usize },
     Chunks,
+    Inherit,
 }
 
 /// Bounds on a run. `None` means no bound.
@@ -54,6 +56,10 @@ enum Event {
 /// A running child in its own process group.
 pub struct Supervised {
     pgid: i32,
+    /// The interrupt count when it started; only a newer interrupt stops it.
+    generation: usize,
+    /// Output streams still being read (0 when output is inherited).
+    open_streams: usize,
     events: Receiver<Event>,
     _guard: cancel::GroupGuard,
 }
@@ -63,10 +69,12 @@ impl Supervised {
     /// written and then closed (programs that read to EOF would otherwise wait
     /// forever), or stdin is /dev/null when there is none.
     pub fn spawn(mut command: Command, stdin: Option<Vec<u8>>, framing: Framing) -> io::Result<Self> {
+        let captured = !matches!(framing, Framing::Inherit);
+        let output = || if captured { Stdio::piped() } else { Stdio::inherit() };
         command
             .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(output())
+            .stderr(output())
             .process_group(0);
         let mut child = command.spawn()?;
         let pgid = child.id() as i32;
@@ -78,16 +86,18 @@ impl Supervised {
                 let _ = pipe.write_all(&bytes);
             });
         }
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        spawn_reader(stdout, Stream::Stdout, framing, tx.clone());
-        spawn_reader(stderr, Stream::Stderr, framing, tx.clone());
+        let mut open_streams = 0;
+        if let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) {
+            spawn_reader(stdout, Stream::Stdout, framing, tx.clone());
+            spawn_reader(stderr, Stream::Stderr, framing, tx.clone());
+            open_streams = 2;
+        }
         thread::spawn(move || {
             if let Ok(status) = child.wait() {
                 let _ = tx.send(Event::Exited(status));
             }
         });
-        Ok(Self { pgid, events, _guard: guard })
+        Ok(Self { pgid, generation: cancel::generation(), open_streams, events, _guard: guard })
     }
 
     pub fn pid(&self) -> i32 {
@@ -104,7 +114,7 @@ impl Supervised {
     ) -> Result<Ending, E> {
         let start = Instant::now();
         let mut last_output = start;
-        let mut open_streams = 2;
+        let mut open_streams = self.open_streams;
         let mut exit: Option<ExitStatus> = None;
         let mut ending: Option<Ending> = None;
         let mut drain_deadline: Option<Instant> = None;
@@ -114,7 +124,7 @@ impl Supervised {
             }
             let now = Instant::now();
             if ending.is_none() {
-                let reason = if cancel::is_interrupted() {
+                let reason = if cancel::generation() > self.generation {
                     Some(Ending::Interrupted)
                 } else if limits.total.is_some_and(|t| now >= start + t) {
                     Some(Ending::TimedOut)
@@ -136,7 +146,11 @@ impl Supervised {
             match self.events.recv_timeout(wait) {
                 Ok(Event::Output(stream, bytes, cut)) => {
                     last_output = Instant::now();
-                    on_output(stream, &bytes, cut)?;
+                    if let Err(e) = on_output(stream, &bytes, cut) {
+                        // The caller gave up on this run: nothing of it may outlive the call.
+                        self.signal(libc::SIGKILL);
+                        return Err(e);
+                    }
                 }
                 Ok(Event::Closed) => open_streams -= 1,
                 Ok(Event::Exited(status)) => {
@@ -204,7 +218,7 @@ fn spawn_reader(pipe: impl Read + Send + 'static, stream: Stream, framing: Frami
             Framing::Lines { max_line } => {
                 read_lines(pipe, max_line, |line, cut| tx.send(Event::Output(stream, line, cut)).is_ok())
             }
-            Framing::Chunks => {
+            Framing::Chunks | Framing::Inherit => {
                 read_chunks(pipe, |chunk| tx.send(Event::Output(stream, chunk, false)).is_ok())
             }
         };

@@ -118,6 +118,20 @@ pub fn module(host: &SharedHost) -> Module {
         atomic::create_dirs(&full).map_err(|e| raise(format!("creating {path}: {e}")))
     });
     let h = host.clone();
+    // fs::remove_all(dir) -> whether there was anything to remove. Refuses
+    // the project root and ALOOP_HOME themselves.
+    primitive!(m, "remove_all", |path: &str| {
+        let full = h.roots.resolve(path).map_err(raise)?;
+        if full == h.roots.project || full == h.roots.home {
+            return fail(format!("fs::remove_all: refusing to remove {path}, a root itself"));
+        }
+        match std::fs::remove_dir_all(&full) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => fail(format!("removing {path}: {e}")),
+        }
+    });
+    let h = host.clone();
     // fs::lock(path): take the lock now or fail naming its holder.
     primitive!(m, "lock", |path: &str| lock(&h, path, Duration::ZERO));
     let h = host.clone();

@@ -28,6 +28,7 @@ macro_rules! primitive {
 }
 
 pub mod agent;
+pub mod bundle;
 pub mod fs;
 pub mod git;
 pub mod json;
@@ -88,7 +89,7 @@ pub fn opt_seconds(opts: &Map, key: &str) -> Fallible<Option<std::time::Duration
 }
 
 pub fn register(engine: &mut Engine, host: &SharedHost) {
-    let modules: [(&str, Module); 8] = [
+    let modules: [(&str, Module); 9] = [
         ("fs", fs::module(host)),
         ("json", json::module()),
         ("tpl", tpl::module(host)),
@@ -97,6 +98,7 @@ pub fn register(engine: &mut Engine, host: &SharedHost) {
         ("proc", proc::module(host)),
         ("ui", ui::module(host)),
         ("agent", agent::module(host)),
+        ("bundle", bundle::module()),
     ];
     for (name, module) in modules {
         engine.register_static_module(name, module.into());

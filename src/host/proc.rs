@@ -49,16 +49,20 @@ pub fn configure(host: &SharedHost, command: &mut Command, opts: &Map) -> Fallib
 
 /// proc::run(argv, opts) -> #{code, stdout, stderr, timed_out, interrupted}.
 /// Options: cwd, env (a map; `()` removes a variable), stdin (text),
-/// timeout (seconds, default 600). A program that cannot be started is an
-/// error; a program that fails is a result with its code.
+/// timeout (seconds, default 600), inherit (bool: the child writes straight
+/// to this terminal instead of being captured, e.g. a nested aloop with its
+/// live view). A program that cannot be started is an error; a program that
+/// fails is a result with its code.
 fn run(host: &SharedHost, args: &Array, opts: &Map) -> Fallible<Map> {
     let argv = argv(args)?;
     let mut command = Command::new(&argv[0]);
     command.args(&argv[1..]);
     configure(host, &mut command, opts)?;
+    let inherit = opt::<bool>(opts, "inherit", "true or false")?.unwrap_or(false);
     let stdin = opt::<rhai::ImmutableString>(opts, "stdin", "a string")?.map(|s| s.as_bytes().to_vec());
     let timeout = opt_seconds(opts, "timeout")?.unwrap_or(DEFAULT_TIMEOUT);
-    let child = Supervised::spawn(command, stdin, Framing::Chunks)
+    let framing = if inherit { Framing::Inherit } else { Framing::Chunks };
+    let child = Supervised::spawn(command, stdin, framing)
         .map_err(|e| raise(format!("cannot run '{}': {e}", argv[0])))?;
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let mut truncated = false;
@@ -93,6 +97,8 @@ pub fn module(host: &SharedHost) -> Module {
     primitive!(m, "run", |args: Array| run(&h, &args, &Map::new()));
     let h = host.clone();
     primitive!(m, "run", |args: Array, opts: Map| run(&h, &args, &opts));
+    // proc::env(name) -> the value of one of aloop's environment variables, or ().
+    primitive!(m, "env", |name: &str| { Ok(std::env::var(name).map_or(Dynamic::UNIT, Dynamic::from)) });
     // proc::which(program) -> its full path on PATH, or ().
     primitive!(m, "which", |program: &str| {
         Ok(which::which(program).map_or(Dynamic::UNIT, |p| p.display().to_string().into()))

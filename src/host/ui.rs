@@ -3,7 +3,7 @@
 //! a terminal and never with `NO_COLOR`. `confirm` never waits without one.
 //! (Rhai's own `print(text)` writes a line to stdout through `print_line`.)
 
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, BufRead, IsTerminal, Read, Write};
 
 use rhai::{Array, Dynamic, Module};
 
@@ -135,5 +135,18 @@ pub fn module(host: &SharedHost) -> Module {
     primitive!(m, "confirm", |question: &str, default: bool| { Ok(confirm(&h, question, default)) });
     let h = host.clone();
     primitive!(m, "is_interactive", || { Ok(h.interactive) });
+    // ui::read_stdin() -> all of stdin (to its end) as text, or () when stdin
+    // is a terminal: it never waits for a person to type.
+    primitive!(m, "read_stdin", || {
+        if io::stdin().is_terminal() {
+            return Ok(Dynamic::UNIT);
+        }
+        let mut bytes = Vec::new();
+        io::stdin()
+            .lock()
+            .read_to_end(&mut bytes)
+            .map_err(|e| super::raise(format!("reading stdin: {e}")))?;
+        Ok(Dynamic::from(String::from_utf8_lossy(&bytes).into_owned()))
+    });
     m
 }

@@ -217,7 +217,7 @@ fn locks_name_their_holder() {
 
 #[test]
 fn ctrl_c_stops_the_child_process_group_and_exits_130() {
-    let p = Project::new().file("sleepy.rhai", "print(\"started\");\nproc::run([\"sh\", \"-c\", \"sleep 300 & sleep 301; wait\"]);\nprint(\"after\");");
+    let p = Project::new().fixture("host/interrupted.rhai", "sleepy.rhai");
     let mut child = p.aloop(&["exec", "sleepy.rhai"]).spawn();
     let mut stdout = child.stdout.take().unwrap();
     let mut buf = [0u8; 7];
@@ -230,6 +230,9 @@ fn ctrl_c_stops_the_child_process_group_and_exits_130() {
     let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().unwrap();
     let ps = String::from_utf8_lossy(&ps.stdout);
     assert!(!ps.lines().any(|l| l.starts_with("sleep 300") || l.starts_with("sleep 301")), "orphans:\n{ps}");
+    // After the first Ctrl-C the script still ran its quick commands and
+    // recorded what happened before exiting.
+    assert_eq!(p.read("record.txt"), "interrupted=true after=ok");
 }
 
 extern "C" {

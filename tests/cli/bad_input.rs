@@ -1,0 +1,282 @@
+//! Malformed input of every kind: each case must fail with a message that
+//! names the input, a non-zero exit code, and leave every file byte-identical.
+
+use crate::support::Project;
+
+/// One malformed input: how to set it up, what to run, what must come back.
+struct Case {
+    name: &'static str,
+    setup: fn(Project) -> Project,
+    args: &'static [&'static str],
+    code: i32,
+    message: &'static str,
+    env: &'static [(&'static str, &'static str)],
+}
+
+const fn case(
+    name: &'static str,
+    setup: fn(Project) -> Project,
+    args: &'static [&'static str],
+    code: i32,
+    message: &'static str,
+) -> Case {
+    Case { name, setup, args, code, message, env: &[] }
+}
+
+fn plain(p: Project) -> Project {
+    p
+}
+
+fn script(p: Project, name: &str, text: &str) -> Project {
+    p.file(name, text)
+}
+
+/// Host-level cases: the command line, scripts, state files read by
+/// primitives, templates.
+fn host_cases() -> Vec<Case> {
+    vec![
+        case("unknown flag", plain, &["--frobnicate"], 2, "--frobnicate"),
+        case("exec without a target", plain, &["exec"], 2, "FILE_OR_NAME"),
+        case(
+            "exec pair without =",
+            |p| script(p, "ok.rhai", "1;"),
+            &["exec", "ok.rhai", "novalue"],
+            2,
+            "'novalue' is not KEY=VALUE",
+        ),
+        case("-C to a missing dir", plain, &["-C", "no/such/dir", "script", "list"], 2, "no/such/dir"),
+        case(
+            "show of an unknown script",
+            plain,
+            &["script", "show", "no/such"],
+            1,
+            "no script named 'no/such'",
+        ),
+        case(
+            "eject of a path-like name",
+            plain,
+            &["script", "eject", "../../etc/passwd"],
+            2,
+            "not a valid script name",
+        ),
+        case(
+            "eject of an unknown prompt",
+            plain,
+            &["prompt", "eject", "no/such"],
+            1,
+            "no bundled prompt named 'no/such'",
+        ),
+        case("trust with conflicting flags", plain, &["trust", "--list", "--revoke", "x"], 2, "--revoke"),
+        case("an unknown choice", plain, &["iterate", "run", "--scope", "everything"], 2, "everything"),
+        case("a word where a number goes", plain, &["run", "three"], 2, "three"),
+        case("a number flag with text", plain, &["iterate", "run", "--max-files", "many"], 2, "many"),
+        case("a missing script file", plain, &["exec", "./missing.rhai"], 1, "missing.rhai"),
+        case(
+            "a syntax error",
+            |p| p.fixture("bad/syntax.rhai", "s.rhai"),
+            &["exec", "s.rhai"],
+            1,
+            "s.rhai:2:1",
+        ),
+        case(
+            "a runtime error in a function",
+            |p| p.fixture("bad/runtime.rhai", "r.rhai"),
+            &["exec", "r.rhai"],
+            1,
+            "r.rhai:1:",
+        ),
+        case(
+            "a script that is not UTF-8",
+            |p| p.fixture("bad/binary.dat", "bin.rhai"),
+            &["exec", "./bin.rhai"],
+            1,
+            "bin.rhai: not UTF-8",
+        ),
+        case(
+            "escape by ..",
+            |p| script(p, "e.rhai", "fs::read(\"../../x\");"),
+            &["exec", "e.rhai"],
+            1,
+            "path '../../x'",
+        ),
+        case(
+            "escape by absolute path",
+            |p| script(p, "e.rhai", "fs::write(\"/tmp/aloop-escape\", \"x\");"),
+            &["exec", "e.rhai"],
+            1,
+            "path '/tmp/aloop-escape'",
+        ),
+        case(
+            "escape by symlink",
+            |p| {
+                std::os::unix::fs::symlink("/etc", p.path("etc")).unwrap();
+                script(p, "e.rhai", "fs::read(\"etc/hostname\");")
+            },
+            &["exec", "e.rhai"],
+            1,
+            "path 'etc/hostname' resolves to /etc/hostname",
+        ),
+        Case {
+            env: &[("ALOOP_MAX_OPERATIONS", "10000")],
+            ..case(
+                "an endless loop",
+                |p| script(p, "l.rhai", "loop { }"),
+                &["exec", "l.rhai"],
+                1,
+                "l.rhai:1:",
+            )
+        },
+        case(
+            "deep recursion",
+            |p| script(p, "d.rhai", "fn d(n) { d(n + 1) }\nd(0);"),
+            &["exec", "d.rhai"],
+            1,
+            "d.rhai:",
+        ),
+        case("eval", |p| script(p, "v.rhai", "eval(\"1\");"), &["exec", "v.rhai"], 1, "'eval' is disabled"),
+        case(
+            "an undeclared variable",
+            |p| script(p, "u.rhai", "x += 1;"),
+            &["exec", "u.rhai"],
+            1,
+            "u.rhai:1:1",
+        ),
+        case(
+            "an import of a missing module",
+            |p| script(p, "i.rhai", "import \"no/such\" as m;"),
+            &["exec", "i.rhai"],
+            1,
+            "no script named 'no/such'",
+        ),
+        case(
+            "a call with the wrong types",
+            |p| script(p, "t.rhai", "fs::write(1, 2);"),
+            &["exec", "t.rhai"],
+            1,
+            "t.rhai:1:",
+        ),
+        case(
+            "truncated JSON state",
+            |p| {
+                p.fixture("bad/truncated.json", "state.json").file("j.rhai", "fs::read_json(\"state.json\");")
+            },
+            &["exec", "j.rhai"],
+            1,
+            "state.json:4:0",
+        ),
+        case(
+            "overwriting malformed JSON",
+            |p| {
+                p.fixture("bad/truncated.json", "state.json")
+                    .file("w.rhai", "fs::write_json(\"state.json\", #{});")
+            },
+            &["exec", "w.rhai"],
+            1,
+            "refusing to overwrite a malformed file",
+        ),
+        case(
+            "non-UTF-8 state",
+            |p| p.fixture("bad/binary.dat", "state.json").file("j.rhai", "fs::read_json(\"state.json\");"),
+            &["exec", "j.rhai"],
+            1,
+            "not UTF-8",
+        ),
+        case(
+            "a huge state file",
+            |p| {
+                let big = "x".repeat(80 * 1024 * 1024);
+                p.file("huge.json", &format!("\"{big}\"")).file("h.rhai", "fs::read_json(\"huge.json\");")
+            },
+            &["exec", "h.rhai"],
+            1,
+            "h.rhai:1:",
+        ),
+        case(
+            "a trust store of the wrong type",
+            |p| {
+                let bytes = std::fs::read(crate::support::fixture("bad/trust-wrong-type.json")).unwrap();
+                p.home_file("trust.json", &String::from_utf8(bytes).unwrap())
+                    .file(".loop/scripts/x.rhai", "1;")
+            },
+            &["exec", "x"],
+            1,
+            "trust.json:1:",
+        ),
+        case(
+            "a command manifest of the wrong type",
+            |p| p.fixture("bad/commands-wrong-type.toml", ".loop/scripts/commands.toml"),
+            &["run"],
+            1,
+            "commands.toml: TOML parse error at line 2, column 10",
+        ),
+        case(
+            "an unclosed template tag",
+            |p| {
+                p.fixture("bad/unclosed.md", ".loop/prompts/u.md")
+                    .file("t.rhai", "tpl::render(\"u\", #{ items: [1] });")
+            },
+            &["exec", "t.rhai"],
+            1,
+            "u.md:",
+        ),
+        case(
+            "a missing template variable",
+            |p| {
+                p.fixture("bad/missing-var.md", ".loop/prompts/m.md")
+                    .file("t.rhai", "tpl::render(\"m\", #{ name: \"Ann\" });")
+            },
+            &["exec", "t.rhai"],
+            1,
+            "missing_field",
+        ),
+        case(
+            "an unknown template",
+            |p| script(p, "t.rhai", "tpl::render(\"no/such\", #{});"),
+            &["exec", "t.rhai"],
+            1,
+            "no prompt template named 'no/such'",
+        ),
+        case(
+            "a bad clock override",
+            |p| script(p, "c.rhai", "time::now();"),
+            &["exec", "c.rhai"],
+            1,
+            "ALOOP_NOW='yesterday'",
+        ),
+    ]
+}
+
+fn run_cases(cases: Vec<Case>) {
+    let mut failures = Vec::new();
+    for case in cases {
+        let project = (case.setup)(Project::git());
+        let before = project.snapshot();
+        let mut run = project.aloop(case.args);
+        for (k, v) in case.env {
+            run = run.env(k, v);
+        }
+        if case.name == "a bad clock override" {
+            run = run.env("ALOOP_NOW", "yesterday");
+        }
+        let out = run.run();
+        let after = project.snapshot();
+        let changed: Vec<_> =
+            after.iter().filter(|(path, bytes)| before.get(*path) != Some(bytes)).map(|(p, _)| p).collect();
+        if out.code != case.code
+            || !out.stderr.contains(case.message)
+            || !changed.is_empty()
+            || before.len() > after.len()
+        {
+            failures.push(format!(
+                "{}: exit {} (want {}), changed {changed:?}\n  want stderr containing {:?}\n  stderr: {}",
+                case.name, out.code, case.code, case.message, out.stderr
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{} bad inputs misbehaved:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn host_bad_inputs_fail_clearly_and_change_nothing() {
+    run_cases(host_cases());
+}
