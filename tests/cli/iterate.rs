@@ -445,6 +445,47 @@ fn watch_saves_the_schedule_and_prints_a_crontab_line() {
 }
 
 #[test]
+fn the_crontab_line_runs_a_tick_with_crons_bare_environment() {
+    let p = Project::git();
+    let line = iterate(&p, &["watch", "--interval", "1h", "--quiet-hours", "22-08"]).ok().stdout;
+    let fakes = crate::support::fakes_dir().canonicalize().unwrap().display().to_string();
+    assert!(
+        line.contains(&format!("PATH={fakes}:/usr/local/bin:/usr/bin:/bin ")),
+        "the agent's folder leads PATH: {line}"
+    );
+    // What cron runs: the line without its five schedule fields, by /bin/sh,
+    // from the home directory, with almost no environment.
+    let command: String = line.trim_end().splitn(6, ' ').nth(5).unwrap().to_string();
+    let (plan, _) =
+        with_plan(&p, json!([{"text": "Tightened the copy.", "write": {"copy.txt": "better\n"}}]));
+    let cron = |now: &str| {
+        let out = Command::new("/bin/sh")
+            .args(["-c", &command])
+            .current_dir(p.home())
+            .env_clear()
+            .env("HOME", p.home().parent().unwrap())
+            .env("ALOOP_HOME", p.home())
+            .env("ALOOP_NOW", now)
+            .env("FAKE_AGENT_PLAN", &plan)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    cron("2026-01-01T23:00:00+01:00");
+    cron("2026-01-02T12:00:00+01:00");
+    let kept = runs(&p);
+    assert_eq!(kept[0]["status"], "skipped");
+    assert_eq!(kept[1]["status"], "applied", "{}", p.read_home("iterate-watch.log"));
+    assert_eq!(kept[1]["files"], json!(["copy.txt"]));
+    let log = p.read_home("iterate-watch.log");
+    assert!(
+        log.contains("skipped (quiet hours 22:00-08:00)") && log.contains("applied: 1 file changed"),
+        "{log}"
+    );
+    assert_eq!(watch_json(&p)["lastRunAt"], "2026-01-02T12:00:00+01:00");
+}
+
+#[test]
 fn invalid_intervals_and_quiet_hours_are_usage_errors_and_nothing_is_saved() {
     let p = Project::git();
     for args in [
@@ -746,12 +787,11 @@ fn without_a_terminal_or_auto_apply_the_run_is_refused() {
 }
 
 #[test]
-#[ignore = "needs agent::run"]
 fn run_invokes_the_agent_and_records_the_diff_of_tracked_and_untracked_files() {
     let p = Project::git()
         .file("site/index.html", "<h1>Welcome</h1>\n")
-        .commit("site")
-        .fixture("iterate/metrics-1.json", "m.json");
+        .fixture("iterate/metrics-1.json", "m.json")
+        .commit("site");
     let head = p.git_cmd(&["rev-parse", "HEAD"]).trim().to_string();
     let (plan, log) = with_plan(
         &p,
@@ -804,7 +844,6 @@ fn run_invokes_the_agent_and_records_the_diff_of_tracked_and_untracked_files() {
 }
 
 #[test]
-#[ignore = "needs agent::run"]
 fn run_json_prints_only_the_record_on_stdout() {
     let p = Project::git();
     let (plan, _) = with_plan(&p, json!([{"text": "Done.", "write": {"NOTES.md": "x\n"}}]));
@@ -816,7 +855,6 @@ fn run_json_prints_only_the_record_on_stdout() {
 }
 
 #[test]
-#[ignore = "needs agent::run"]
 fn a_failing_agent_is_recorded_as_failed() {
     let p = Project::git();
     let out =
@@ -828,7 +866,6 @@ fn a_failing_agent_is_recorded_as_failed() {
 }
 
 #[test]
-#[ignore = "needs agent::run"]
 fn an_agent_that_hangs_is_stopped_at_the_timeout() {
     let p = Project::git();
     let started = Instant::now();
@@ -843,7 +880,6 @@ fn an_agent_that_hangs_is_stopped_at_the_timeout() {
 }
 
 #[test]
-#[ignore = "needs agent::run"]
 fn ctrl_c_during_the_agent_records_an_interrupted_run() {
     let p = Project::git();
     let log = p.home().join("../agent-log.jsonl");
@@ -865,10 +901,14 @@ fn ctrl_c_during_the_agent_records_an_interrupted_run() {
 }
 
 #[test]
-#[ignore = "needs agent::run"]
 fn tick_outside_quiet_hours_runs_the_saved_schedule_and_updates_last_run() {
     let p = Project::git();
-    iterate(&p, &["watch", "--interval", "1h", "--quiet-hours", "22-08", "--scope", "perf"]).ok();
+    let p = p.fixture("iterate/metrics-1.json", "m.json").commit("metrics");
+    iterate(
+        &p,
+        &["watch", "--interval", "1h", "--quiet-hours", "22-08", "--scope", "perf", "--metrics", "m.json"],
+    )
+    .ok();
     let (plan, _) =
         with_plan(&p, json!([{"text": "Cached the slow query.", "write": {"cache.txt": "on\n"}}]));
     p.aloop(&["iterate", "tick"])
@@ -880,6 +920,10 @@ fn tick_outside_quiet_hours_runs_the_saved_schedule_and_updates_last_run() {
     assert_eq!(run["status"], "applied");
     assert_eq!(run["scope"], "perf");
     assert_eq!(run["files"], json!(["cache.txt"]));
+    assert_eq!(
+        run["signals"][0],
+        json!({"name": "p50_latency_ms", "value": 180, "previous": null, "change": null})
+    );
     assert_eq!(watch_json(&p)["lastRunAt"], "2026-01-01T12:00:00+01:00");
 }
 
@@ -922,7 +966,6 @@ fn on_a_terminal_the_run_asks_first_and_no_declines() {
 }
 
 #[test]
-#[ignore = "needs agent::run"]
 fn on_a_terminal_yes_runs_the_agent() {
     let p = Project::git();
     let (plan, _) = with_plan(&p, json!([{"text": "Done.", "write": {"README.md": "# better\n"}}]));
