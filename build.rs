@@ -31,5 +31,14 @@ fn main() {
         code.push_str(&format!("    ({rel:?}, include_str!({:?})),\n", file.display().to_string()));
     }
     code.push_str("];\n");
+    // The command manifest is read on every start; parsing TOML costs more
+    // than the rest of start-up, so the bundled one is turned into JSON here
+    // (which also rejects a malformed manifest at build time).
+    let manifest = fs::read_to_string(root.join("scripts/commands.toml")).unwrap();
+    let manifest: toml::Value = toml::from_str(&manifest).expect("scripts/commands.toml is valid TOML");
+    code.push_str(&format!(
+        "/// scripts/commands.toml, as JSON.\npub static COMMANDS_JSON: &str = {:?};\n",
+        serde_json::to_string(&manifest).unwrap()
+    ));
     fs::write(PathBuf::from(env::var("OUT_DIR").unwrap()).join("bundled.rs"), code).unwrap();
 }

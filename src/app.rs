@@ -34,7 +34,8 @@ pub fn run(argv: Vec<OsString>) -> Result<i32> {
         }
         Err(e) => return Err(e),
     };
-    let command = manifest.extend(Cli::command())?;
+    let (first_word, wants_help) = first_word(&argv);
+    let command = manifest.extend(Cli::command(), first_word.as_deref(), wants_help)?;
     let matches = command.try_get_matches_from(argv).unwrap_or_else(|e| e.exit());
     if let Some(selected) = manifest.dispatch(&matches) {
         let (spec, args) = selected?;
@@ -50,19 +51,28 @@ pub fn run(argv: Vec<OsString>) -> Result<i32> {
     }
 }
 
-/// Whether the first command word is one of the host's own commands.
-fn invokes_host_command(argv: &[OsString]) -> bool {
+/// The first command word (skipping global flags), and whether help is asked
+/// for before it or without one.
+fn first_word(argv: &[OsString]) -> (Option<String>, bool) {
     let mut args = argv.iter().skip(1).filter_map(|a| a.to_str());
+    let mut wants_help = argv.len() <= 1;
     while let Some(arg) = args.next() {
         match arg {
             "-C" => {
                 args.next();
             }
+            "-h" | "--help" => wants_help = true,
             a if a.starts_with('-') => {}
-            word => return Cli::command().find_subcommand(word).is_some(),
+            word => return (Some(word.to_string()), wants_help),
         }
     }
-    true // only flags such as --version or --help
+    (None, wants_help)
+}
+
+/// Whether the first command word is one of the host's own commands (or
+/// there is none, as with `--version`).
+fn invokes_host_command(argv: &[OsString]) -> bool {
+    first_word(argv).0.is_none_or(|word| Cli::command().find_subcommand(&word).is_some())
 }
 
 /// The directory given with `-C`, looked up before clap runs because the

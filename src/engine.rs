@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use anyhow::{anyhow, Result};
+use rhai::packages::{Package, StandardPackage};
 use rhai::{Dynamic, Engine, EvalAltResult, Map, Module, ModuleResolver, Position, Scope, AST};
 
 use crate::cancel;
@@ -280,8 +281,13 @@ fn compile_scope() -> Scope<'static> {
 
 /// Builds the engine with its limits, primitives and module resolver.
 pub fn new_engine(host: &SharedHost) -> Engine {
-    let mut engine = Engine::new();
+    // `Engine::new()` registers every standard function up front, which costs
+    // more than the rest of start-up; the lazy package resolves each function
+    // on its first call instead. Print, debug and modules are set below.
+    let mut engine = Engine::new_raw();
+    engine.register_global_module(StandardPackage::new_lazy().as_shared_module());
     engine
+        .set_max_strings_interned(1024)
         .set_max_call_levels(64)
         .set_max_expr_depths(64, 32)
         .set_max_string_size(64 * 1024 * 1024)

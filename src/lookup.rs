@@ -149,21 +149,23 @@ impl Lookup {
         names
     }
 
-    /// The text of a non-script file (such as `commands.toml`) in each layer
-    /// that has it, bundled first, repository last.
-    pub fn layered_file(&self, kind: Kind, file: &str) -> Vec<(String, Cow<'static, str>)> {
+    /// The text of a non-script file (such as `commands.toml`) in each
+    /// on-disk layer that has it, the user's first, the repository's last.
+    pub fn layered_file(&self, kind: Kind, file: &str) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        if let Some(text) = bundled_file(&format!("{}/{file}", kind.folder())) {
-            out.push((format!("<bundled>/{}/{file}", kind.folder()), Cow::Borrowed(text)));
-        }
         for layer in [Layer::User, Layer::Repo] {
             let path = self.dir(layer, kind).expect("on-disk layer").join(file);
             if let Ok(text) = std::fs::read_to_string(&path) {
-                out.push((path.display().to_string(), Cow::Owned(text)));
+                out.push((path.display().to_string(), text));
             }
         }
         out
     }
+}
+
+/// The bundled `scripts/commands.toml`, converted to JSON at build time.
+pub fn bundled_commands_json() -> &'static str {
+    bundled::COMMANDS_JSON
 }
 
 /// A bundled file by its path relative to the crate root.

@@ -162,20 +162,30 @@ impl Manifest {
     /// naming it with line and column.
     pub fn load(lookup: &Lookup) -> Result<Self> {
         let mut manifest = Manifest::default();
+        let bundled: File = serde_json::from_str(crate::lookup::bundled_commands_json())
+            .map_err(|e| anyhow!("<bundled>/scripts/commands.toml: {e}"))?;
+        manifest.add(bundled);
         for (origin, text) in lookup.layered_file(Kind::Script, "commands.toml") {
             let file: File = toml::from_str(&text).map_err(|e| anyhow!("{origin}: {e}"))?;
-            if !file.examples.is_empty() {
-                manifest.examples = file.examples;
-            }
-            manifest.groups.extend(file.groups);
-            manifest.commands.extend(file.commands);
+            manifest.add(file);
         }
         Ok(manifest)
     }
 
+    /// Lays a file over what is there: its entries replace those of the same name.
+    fn add(&mut self, file: File) {
+        if !file.examples.is_empty() {
+            self.examples = file.examples;
+        }
+        self.groups.extend(file.groups);
+        self.commands.extend(file.commands);
+    }
+
     /// Adds a subcommand for each entry to `root`, skipping words that the host
-    /// already uses.
-    pub fn extend(&self, mut root: Command) -> Result<Command> {
+    /// already uses. Building every subcommand costs more than the rest of a
+    /// start-up, so when the command line names one (`first_word`) only that
+    /// one is built; everything is built for help and for unknown words.
+    pub fn extend(&self, mut root: Command, first_word: Option<&str>, wants_help: bool) -> Result<Command> {
         if !self.examples.is_empty() {
             root = root.after_help(examples_help(&self.examples));
         }
@@ -190,8 +200,16 @@ impl Manifest {
             }
             tree.insert(&path, spec);
         }
+        let selected = match first_word {
+            Some(word) if tree.children.contains_key(word) => Some(word),
+            Some(word) if root.find_subcommand(word).is_some() => return Ok(root),
+            None if !wants_help => return Ok(root), // e.g. --version
+            _ => None,
+        };
         for (word, node) in &tree.children {
-            root = root.subcommand(node.to_clap(word, word, &self.groups)?);
+            if selected.is_none_or(|s| s == word) {
+                root = root.subcommand(node.to_clap(word, word, &self.groups)?);
+            }
         }
         Ok(root)
     }

@@ -11,7 +11,7 @@ use super::json;
 use crate::engine::SharedHost;
 
 /// Writes a line to stdout. A closed pipe (`aloop ... | head`) ends the
-/// program quietly with success, as other Unix tools do.
+/// program silently with success, as other Unix tools do.
 pub fn print_line(text: &str) {
     let mut out = io::stdout().lock();
     if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
