@@ -855,6 +855,23 @@ fn run_json_prints_only_the_record_on_stdout() {
 }
 
 #[test]
+fn changing_more_files_than_the_budget_is_flagged() {
+    let p = Project::git();
+    let (plan, log) =
+        with_plan(&p, json!([{"text": "Done.", "write": {"a.txt": "1\n", "b.txt": "2\n", "c.txt": "3\n"}}]));
+    p.aloop(&["iterate", "run", "--auto-apply", "--max-files", "2"])
+        .env("FAKE_AGENT_PLAN", &plan)
+        .env("FAKE_AGENT_LOG", &log)
+        .run()
+        .ok()
+        .stderr_has("claude changed 3 files, over the budget of 2");
+    let call: Value =
+        serde_json::from_str(std::fs::read_to_string(&log).unwrap().lines().next().unwrap()).unwrap();
+    assert!(call["prompt"].as_str().unwrap().contains("at most 2 files"), "the prompt states the budget");
+    assert_eq!(runs(&p)[0]["maxFiles"], 2);
+}
+
+#[test]
 fn a_failing_agent_is_recorded_as_failed() {
     let p = Project::git();
     let out =
