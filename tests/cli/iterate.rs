@@ -992,3 +992,13 @@ fn on_a_terminal_yes_runs_the_agent() {
     assert_eq!(run["status"], "applied");
     assert_eq!(run["files"], json!(["README.md"]));
 }
+
+#[test]
+fn on_a_terminal_auto_apply_does_not_ask() {
+    let p = Project::git();
+    let (plan, _) = with_plan(&p, json!([{"text": "Done.", "write": {"README.md": "# better\n"}}]));
+    let (code, shown) = on_terminal(&p, "iterate run --auto-apply", "", &[("FAKE_AGENT_PLAN", &plan)]);
+    assert_eq!(code, 0, "{shown}");
+    assert!(!shown.contains("[y/N]"), "{shown}");
+    assert_eq!(runs(&p)[0]["status"], "applied");
+}
