@@ -442,6 +442,20 @@ fn each_bundled_adapter_builds_the_real_cli_argv() {
 }
 
 #[test]
+fn the_agent_reads_the_prompt_not_aloops_own_stdin() {
+    let project = Project::git();
+    let log = project.path("calls.jsonl");
+    agent_run(&project, "codex", "#{prompt: \"only this\"}")
+        .stdin("typed into aloop\n")
+        .env("FAKE_AGENT_LOG", &log)
+        .timeout(Duration::from_secs(30))
+        .run()
+        .ok();
+    let call: Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert_eq!(call["prompt"], "only this");
+}
+
+#[test]
 fn the_fakes_receive_the_argv_and_the_prompt_on_stdin() {
     let project = Project::git();
     let log = project.path("calls.jsonl");
@@ -628,6 +642,7 @@ fn replay_plays_a_recording_and_performs_its_tool_calls() {
     assert_eq!(r["text"], "Added src/greet.txt and committed it.");
     assert_eq!(r["cost_usd"], 0.0421);
     assert_eq!(project.read("src/greet.txt"), "hello, world\n", "Write then Edit, moved into this project");
+    assert!(!project.exists("home/rec/project"), "no recorded absolute path is written as such");
     assert!(project.git_cmd(&["log", "--format=%s"]).starts_with("Add greeting\n"), "Bash ran the commit");
 }
 
@@ -809,4 +824,30 @@ fn aloop_agents_lists_every_adapter_with_source_install_state_and_version() {
     assert_eq!(claude["source"], "bundled");
     assert_eq!(claude["install_hint"], "npm install -g @anthropic-ai/claude-code");
     assert_eq!(list[5]["installed"], true, "replay is aloop itself");
+}
+
+#[test]
+fn the_documented_example_adapter_works() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/adapters.md")).unwrap();
+    let example = doc.split("### Example").nth(1).expect("an example section");
+    let code = example.split("```rhai\n").nth(1).and_then(|c| c.split("```").next()).expect("a rhai block");
+    let project = Project::git()
+        .home_file("scripts/agents/ollama.rhai", code)
+        .file("bin/ollama", "#!/bin/sh\necho \"You said:\"\ncat\necho\necho \"  indented\"\n");
+    let bin = project.path("bin/ollama");
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", project.path("bin").display(), std::env::var("PATH").unwrap());
+    let out =
+        agent_run(&project, "ollama", "#{prompt: \"hello\", model: \"tiny\"}").env("PATH", path).run().ok();
+    let r = result(&out);
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["text"], "You said:\nhello\n  indented");
+    assert!(
+        out.stderr.contains("[ollama] You said:\n[ollama] hello\n[ollama]   indented\n"),
+        "{}",
+        out.stderr
+    );
+    let cmd = argv(&project, "ollama", "#{prompt: \"p\"}");
+    assert_eq!(cmd["args"], json!(["run", "llama3.2"]));
 }

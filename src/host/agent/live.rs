@@ -185,7 +185,7 @@ impl Status {
 }
 
 /// The status line, redrawn by a ticker thread so the clock moves while the
-/// agent is quiet.
+/// agent is silent.
 pub struct Live {
     status: Arc<Mutex<Status>>,
     stop: Arc<AtomicBool>,
