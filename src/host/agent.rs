@@ -116,8 +116,10 @@ impl Adapter {
 
     /// `command(req)`, checked, with the request's `env` merged in.
     fn invocation(&mut self, host: &SharedHost, engine: &Engine, req: &Request) -> Fallible<Invocation> {
-        if !self.has("command", 1) {
-            return fail(format!("{}: an adapter must define `fn command(req)`", self.origin));
+        for (function, signature) in [("command", "command(req)"), ("parse", "parse(event)")] {
+            if !self.has(function, 1) {
+                return fail(format!("{}: an adapter must define `fn {signature}`", self.origin));
+            }
         }
         let value = self.call(host, engine, "command", (req.map.clone(),))?;
         let bad = |what: String| raise(format!("{}: command(req) {what}", self.origin));

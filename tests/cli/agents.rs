@@ -772,7 +772,20 @@ fn an_adapter_error_names_its_file_and_line_and_stops_the_agent() {
 
 #[test]
 fn bad_requests_are_refused_with_the_field_named() {
-    let project = Project::git();
+    let project = Project::git()
+        .home_file("scripts/agents/noparse.rhai", "fn command(req) { #{ program: \"true\" } }\n")
+        .home_file(
+            "scripts/agents/noprogram.rhai",
+            "fn command(req) { #{ args: [] } }\nfn parse(e) { () }\n",
+        );
+    agent_run(&project, "noparse", "#{prompt: \"x\"}")
+        .run()
+        .code(1)
+        .stderr_has("must define `fn parse(event)`");
+    agent_run(&project, "noprogram", "#{prompt: \"x\"}")
+        .run()
+        .code(1)
+        .stderr_has("noprogram.rhai: command(req) must return a non-empty string 'program'");
     let cases = [
         ("#{model: \"x\"}", "needs a 'prompt'"),
         (
@@ -787,10 +800,9 @@ fn bad_requests_are_refused_with_the_field_named() {
     for (request, message) in cases {
         agent_run(&project, "claude", request).run().code(1).stderr_has(message).stderr_has("t.rhai:1:");
     }
-    agent_run(&project, "nobody", "#{prompt: \"x\"}")
-        .run()
-        .code(1)
-        .stderr_has("no agent adapter named 'nobody' (adapters: claude, codex, gemini, qwen, replay");
+    agent_run(&project, "nobody", "#{prompt: \"x\"}").run().code(1).stderr_has(
+        "no agent adapter named 'nobody' (adapters: claude, codex, gemini, noparse, noprogram, qwen, replay;",
+    );
 }
 
 #[test]

@@ -133,7 +133,8 @@ impl Plain {
     }
 
     fn emit(&self, line: &str) {
-        let _ = writeln!(io::stderr().lock(), "{} {line}", self.prefix);
+        let line = if line.is_empty() { self.prefix.clone() } else { format!("{} {line}", self.prefix) };
+        let _ = writeln!(io::stderr().lock(), "{line}");
     }
 }
 
