@@ -863,3 +863,64 @@ fn the_documented_example_adapter_works() {
     let cmd = argv(&project, "ollama", "#{prompt: \"p\"}");
     assert_eq!(cmd["args"], json!(["run", "llama3.2"]));
 }
+
+/// A Claude Code stream-json session of about `mb` MB with lines like real
+/// ones (text, tool calls, tool results of a few KB; 2.5 KB on average).
+fn recorded_stream(mb: usize) -> String {
+    let words =
+        ["the", "quick", "cargo", "test", "build", "error", "fn", "impl", "struct", "let", "mut", "warning"];
+    let mut seed = 7u64;
+    let mut next = move |n: u64| {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    let mut text =
+        |n: u64| (0..n).map(|_| words[next(words.len() as u64) as usize]).collect::<Vec<_>>().join(" ");
+    let usage = r#""usage":{"input_tokens":4,"cache_creation_input_tokens":1200,"cache_read_input_tokens":30000,"output_tokens":150}"#;
+    let mut out =
+        String::from(r#"{"type":"system","subtype":"init","cwd":"/w","session_id":"s","model":"m"}"#);
+    out.push('\n');
+    while out.len() < mb * 1024 * 1024 {
+        let line = match text(3).len() % 3 {
+            0 => json!({"type": "assistant", "message": {"role": "assistant", "content": [{"type": "text", "text": text(50)}]}, "session_id": "s"}).to_string(),
+            1 => json!({"type": "assistant", "message": {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "Bash", "input": {"command": format!("cargo test {}", text(3))}}]}, "session_id": "s"}).to_string(),
+            _ => json!({"type": "user", "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": text(700), "is_error": false}]}, "session_id": "s"}).to_string(),
+        };
+        out.push_str(&line.replacen("\"session_id\"", &format!("{usage},\"session_id\""), 1));
+        out.push('\n');
+    }
+    out.push_str(
+        r#"{"type":"result","subtype":"success","is_error":false,"result":"Done.","total_cost_usd":1.5}"#,
+    );
+    out.push('\n');
+    out
+}
+
+/// Throughput of the claude parser on a recorded-like stream. Meaningful in
+/// a release build only:
+/// `cargo test --release --test cli agents::parser_throughput -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn parser_throughput() {
+    // The bundled claude adapter, its command swapped for one that prints the stream.
+    let claude =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/agents/claude.rhai"))
+            .unwrap()
+            .replace("fn command(req)", "fn claude_command(req)");
+    let adapter =
+        format!("{claude}\nfn command(req) {{ #{{ program: \"cat\", args: [\"stream.ndjson\"] }} }}\n");
+    let project = Project::git()
+        .file("stream.ndjson", &recorded_stream(50))
+        .home_file("scripts/agents/recorded.rhai", &adapter);
+    let size = std::fs::metadata(project.path("stream.ndjson")).unwrap().len() as f64;
+    let out = agent_run(&project, "recorded", "#{prompt: \"\", view: \"none\"}")
+        .timeout(Duration::from_secs(300))
+        .run()
+        .ok();
+    let r = result(&out);
+    assert_eq!(r["text"], "Done.");
+    let seconds = r["duration_ms"].as_f64().unwrap() / 1000.0;
+    let rate = size / seconds / 1e6;
+    eprintln!("{:.0} MB in {seconds:.2} s: {rate:.0} MB/s", size / 1e6);
+    assert!(rate >= 50.0, "{rate:.0} MB/s");
+}
