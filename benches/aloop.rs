@@ -128,6 +128,7 @@ fn ms(d: Duration) -> String {
 
 /// Runs a command to its end and returns its exit code, stdout and its own
 /// peak resident memory in MB (from wait4, so its children do not count).
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, for its rusage
 fn run_with_peak_rss(mut cmd: Command) -> (i32, String, f64) {
     let mut child = cmd.spawn().unwrap();
     let mut stdout = child.stdout.take().unwrap();

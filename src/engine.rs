@@ -281,11 +281,15 @@ fn compile_scope() -> Scope<'static> {
 
 /// Builds the engine with its limits, primitives and module resolver.
 pub fn new_engine(host: &SharedHost) -> Engine {
-    // `Engine::new()` registers every standard function up front, which costs
-    // more than the rest of start-up; the lazy package resolves each function
-    // on its first call instead. Print, debug and modules are set below.
+    // The standard package is registered eagerly. Its lazy form looks each
+    // function up in the manifests on first use, but that first use repeats on
+    // every call into the engine from Rust (each `call_fn` starts with empty
+    // caches): an agent adapter's `parse`, called once per line, ran 5x slower
+    // (17 -> 3 MB/s in `cargo bench -- stream`), while cold start measured the
+    // same either way (`cargo bench -- start`). Print, debug and modules are
+    // set below.
     let mut engine = Engine::new_raw();
-    engine.register_global_module(StandardPackage::new_lazy().as_shared_module());
+    engine.register_global_module(StandardPackage::new().as_shared_module());
     engine
         .set_max_strings_interned(1024)
         .set_max_call_levels(64)

@@ -49,6 +49,8 @@ pub enum Ending {
 
 enum Event {
     Output(Stream, Vec<u8>, bool),
+    /// Lines that arrived together (one hand-over instead of one per line).
+    Lines(Stream, Vec<(Vec<u8>, bool)>),
     Closed,
     Exited(ExitStatus),
 }
@@ -79,7 +81,9 @@ impl Supervised {
         let mut child = command.spawn()?;
         let pgid = child.id() as i32;
         let guard = cancel::GroupGuard::new(pgid);
-        let (tx, events) = mpsc::sync_channel(256);
+        // Few slots: each holds up to a batch of lines or a 64 KiB chunk, and
+        // a full channel makes the readers wait (bounded memory).
+        let (tx, events) = mpsc::sync_channel(16);
         if let (Some(mut pipe), Some(bytes)) = (child.stdin.take(), stdin) {
             thread::spawn(move || {
                 // A child that exits without reading its input is not an error here.
@@ -152,6 +156,15 @@ impl Supervised {
                         return Err(e);
                     }
                 }
+                Ok(Event::Lines(stream, lines)) => {
+                    last_output = Instant::now();
+                    for (bytes, cut) in lines {
+                        if let Err(e) = on_output(stream, &bytes, cut) {
+                            self.signal(libc::SIGKILL);
+                            return Err(e);
+                        }
+                    }
+                }
                 Ok(Event::Closed) => open_streams -= 1,
                 Ok(Event::Exited(status)) => {
                     exit = Some(status);
@@ -216,7 +229,28 @@ fn spawn_reader(pipe: impl Read + Send + 'static, stream: Stream, framing: Frami
     thread::spawn(move || {
         let _ = match framing {
             Framing::Lines { max_line } => {
-                read_lines(pipe, max_line, |line, cut| tx.send(Event::Output(stream, line, cut)).is_ok())
+                // Lines are handed over in batches of what has arrived before
+                // the next read would wait, so a fast writer does not cost a
+                // thread switch per line and a slow one is seen at once.
+                let mut batch = Vec::new();
+                let mut bytes = 0;
+                let send = |batch: &mut Vec<(Vec<u8>, bool)>, bytes: &mut usize| {
+                    *bytes = 0;
+                    tx.send(Event::Lines(stream, std::mem::take(batch))).is_ok()
+                };
+                let result = read_pieces(pipe, max_line, |piece| match piece {
+                    Piece::Line(line, cut) => {
+                        bytes += line.len();
+                        batch.push((line, cut));
+                        batch.len() < MAX_BATCH_LINES && bytes < MAX_BATCH_BYTES
+                            || send(&mut batch, &mut bytes)
+                    }
+                    Piece::Waiting => batch.is_empty() || send(&mut batch, &mut bytes),
+                });
+                if !batch.is_empty() {
+                    send(&mut batch, &mut bytes);
+                }
+                result
             }
             Framing::Chunks | Framing::Inherit => {
                 read_chunks(pipe, |chunk| tx.send(Event::Output(stream, chunk, false)).is_ok())
@@ -242,6 +276,17 @@ fn read_chunks(mut pipe: impl Read, mut emit: impl FnMut(Vec<u8>) -> bool) -> io
     }
 }
 
+/// Most lines, and bytes, handed over in one batch.
+const MAX_BATCH_LINES: usize = 256;
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
+
+/// What `read_pieces` reports: a line (and whether it was cut), or that
+/// everything read so far was reported and the next read may wait.
+pub enum Piece {
+    Line(Vec<u8>, bool),
+    Waiting,
+}
+
 /// Splits a byte stream into lines without ever holding more than
 /// `max_line` bytes of one line: the rest of an overlong line is skipped and
 /// the kept part is flagged as cut. A final line without `\n` is delivered.
@@ -250,10 +295,22 @@ pub fn read_lines(
     max_line: usize,
     mut emit: impl FnMut(Vec<u8>, bool) -> bool,
 ) -> io::Result<()> {
+    read_pieces(pipe, max_line, |piece| match piece {
+        Piece::Line(line, cut) => emit(line, cut),
+        Piece::Waiting => true,
+    })
+}
+
+/// `read_lines`, also saying when the lines read so far are all out and the
+/// next read may wait. `emit` returns false to stop.
+pub fn read_pieces(pipe: impl Read, max_line: usize, mut emit: impl FnMut(Piece) -> bool) -> io::Result<()> {
     let mut reader = BufReader::with_capacity(64 * 1024, pipe);
     let mut line = Vec::new();
     let mut cut = false;
     loop {
+        if reader.buffer().is_empty() && !emit(Piece::Waiting) {
+            return Ok(());
+        }
         let buf = match reader.fill_buf() {
             Ok(buf) => buf,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -261,7 +318,7 @@ pub fn read_lines(
         };
         if buf.is_empty() {
             if !line.is_empty() || cut {
-                emit(std::mem::take(&mut line), cut);
+                emit(Piece::Line(std::mem::take(&mut line), cut));
             }
             return Ok(());
         }
@@ -280,7 +337,7 @@ pub fn read_lines(
             if line.last() == Some(&b'\r') {
                 line.pop();
             }
-            if !emit(std::mem::take(&mut line), cut) {
+            if !emit(Piece::Line(std::mem::take(&mut line), cut)) {
                 return Ok(());
             }
             cut = false;

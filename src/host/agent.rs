@@ -54,6 +54,9 @@ struct Adapter {
     origin: String,
     ast: Rc<AST>,
     scope: Scope<'static>,
+    /// Whether its functions can reach its top level (`global::` constants or
+    /// imported modules), which then runs before each call.
+    needs_top_level: bool,
 }
 
 impl Adapter {
@@ -74,13 +77,11 @@ impl Adapter {
         let ast =
             host.compile(engine, &key, &origin, &found.text, false).map_err(|e| raise(format!("{e:#}")))?;
         let scope = engine::globals_scope(Map::new(), engine::context_map(host));
-        Ok(Self {
-            name: name.to_string(),
-            layer: found.layer,
-            origin: found.origin(Kind::Script),
-            ast,
-            scope,
-        })
+        // Functions see nothing of the top level but through `global::` and
+        // imports; without them it need not run before every call (which
+        // makes `parse` cheaper per line).
+        let needs_top_level = found.text.contains("global::") || found.text.contains("import");
+        Ok(Self { name: name.to_string(), layer: found.layer, origin, ast, scope, needs_top_level })
     }
 
     fn has(&self, function: &str, arity: usize) -> bool {
@@ -96,9 +97,9 @@ impl Adapter {
         function: &str,
         args: impl FuncArgs,
     ) -> Fallible<Dynamic> {
-        // The top-level statements run on every call so that the adapter's
-        // functions see `global::CTX` and its imports; the scope is rewound.
-        let options = CallFnOptions::new().eval_ast(true).rewind_scope(true);
+        // When the functions need them, the top-level statements run on every
+        // call so that they see `global::CTX` and the imports; the scope is rewound.
+        let options = CallFnOptions::new().eval_ast(self.needs_top_level).rewind_scope(true);
         let (scope, ast) = (&mut self.scope, &self.ast);
         host.nested(|| engine.call_fn_with_options::<Dynamic>(options, scope, ast, function, args))
             .map_err(|e| raise(format!("{:#}", host.script_error(&self.origin, &e))))
@@ -115,8 +116,10 @@ impl Adapter {
 
     /// `command(req)`, checked, with the request's `env` merged in.
     fn invocation(&mut self, host: &SharedHost, engine: &Engine, req: &Request) -> Fallible<Invocation> {
-        if !self.has("command", 1) {
-            return fail(format!("{}: an adapter must define `fn command(req)`", self.origin));
+        for (function, signature) in [("command", "command(req)"), ("parse", "parse(event)")] {
+            if !self.has(function, 1) {
+                return fail(format!("{}: an adapter must define `fn {signature}`", self.origin));
+            }
         }
         let value = self.call(host, engine, "command", (req.map.clone(),))?;
         let bad = |what: String| raise(format!("{}: command(req) {what}", self.origin));
@@ -158,17 +161,15 @@ impl Adapter {
         Ok(Invocation { program, args, stdin, env, cwd: req.cwd.clone() })
     }
 
-    /// Hands one stdout line to `parse` and returns the events it made.
+    /// Hands one stdout line to `parse` and returns the events it made: a
+    /// JSON object line as a map, any other line (blank ones included) as
+    /// it is.
     fn parse(&mut self, host: &SharedHost, engine: &Engine, line: &[u8]) -> Fallible<Vec<Map>> {
         let text = String::from_utf8_lossy(line);
-        let text = text.trim();
-        if text.is_empty() {
-            return Ok(Vec::new());
-        }
-        let event = if text.starts_with('{') {
-            serde_json::from_str::<Dynamic>(text).unwrap_or_else(|_| text.into())
+        let event = if text.trim_start().starts_with('{') {
+            serde_json::from_str::<Dynamic>(&text).unwrap_or_else(|_| text.as_ref().into())
         } else {
-            text.into()
+            text.as_ref().into()
         };
         let value = self.call(host, engine, "parse", (event,))?;
         let origin = &self.origin;
@@ -361,16 +362,27 @@ impl Tail {
     }
 }
 
-/// Appends `text` to a buffer that keeps only its last `MAX_TEXT` bytes.
+/// Appends `text` to a buffer that keeps about its last `MAX_TEXT` bytes
+/// (never more than twice that; trimmed in one move when it gets there, so a
+/// flood of small pieces costs linear time).
 fn push_bounded(buf: &mut String, text: &str) {
     buf.push_str(text);
-    if buf.len() > MAX_TEXT {
+    if buf.len() > 2 * MAX_TEXT {
         let mut cut = buf.len() - MAX_TEXT;
         while !buf.is_char_boundary(cut) {
             cut += 1;
         }
         buf.drain(..cut);
     }
+}
+
+/// The last `MAX_TEXT` bytes (at most) of a text.
+fn last_part(text: &str) -> &str {
+    let mut cut = text.len().saturating_sub(MAX_TEXT);
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    &text[cut..]
 }
 
 fn string(map: &Map, key: &str) -> Option<String> {
@@ -440,9 +452,7 @@ impl Collector {
             }
             "result" => {
                 if let Some(text) = string(event, "text").filter(|t| !t.is_empty()) {
-                    let mut kept = String::new();
-                    push_bounded(&mut kept, &text);
-                    self.result_text = Some(kept);
+                    self.result_text = Some(last_part(&text).to_string());
                 }
                 if flag(event, "is_error") {
                     self.result_error = true;
@@ -468,7 +478,7 @@ impl Collector {
             None if !self.text.trim().is_empty() => self.text.as_str(),
             None => self.previous.as_str(),
         };
-        text.trim().to_string()
+        last_part(text).trim().to_string()
     }
 }
 

@@ -442,6 +442,20 @@ fn each_bundled_adapter_builds_the_real_cli_argv() {
 }
 
 #[test]
+fn the_agent_reads_the_prompt_not_aloops_own_stdin() {
+    let project = Project::git();
+    let log = project.path("calls.jsonl");
+    agent_run(&project, "codex", "#{prompt: \"only this\"}")
+        .stdin("typed into aloop\n")
+        .env("FAKE_AGENT_LOG", &log)
+        .timeout(Duration::from_secs(30))
+        .run()
+        .ok();
+    let call: Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert_eq!(call["prompt"], "only this");
+}
+
+#[test]
 fn the_fakes_receive_the_argv_and_the_prompt_on_stdin() {
     let project = Project::git();
     let log = project.path("calls.jsonl");
@@ -628,6 +642,7 @@ fn replay_plays_a_recording_and_performs_its_tool_calls() {
     assert_eq!(r["text"], "Added src/greet.txt and committed it.");
     assert_eq!(r["cost_usd"], 0.0421);
     assert_eq!(project.read("src/greet.txt"), "hello, world\n", "Write then Edit, moved into this project");
+    assert!(!project.exists("home/rec/project"), "no recorded absolute path is written as such");
     assert!(project.git_cmd(&["log", "--format=%s"]).starts_with("Add greeting\n"), "Bash ran the commit");
 }
 
@@ -757,7 +772,20 @@ fn an_adapter_error_names_its_file_and_line_and_stops_the_agent() {
 
 #[test]
 fn bad_requests_are_refused_with_the_field_named() {
-    let project = Project::git();
+    let project = Project::git()
+        .home_file("scripts/agents/noparse.rhai", "fn command(req) { #{ program: \"true\" } }\n")
+        .home_file(
+            "scripts/agents/noprogram.rhai",
+            "fn command(req) { #{ args: [] } }\nfn parse(e) { () }\n",
+        );
+    agent_run(&project, "noparse", "#{prompt: \"x\"}")
+        .run()
+        .code(1)
+        .stderr_has("must define `fn parse(event)`");
+    agent_run(&project, "noprogram", "#{prompt: \"x\"}")
+        .run()
+        .code(1)
+        .stderr_has("noprogram.rhai: command(req) must return a non-empty string 'program'");
     let cases = [
         ("#{model: \"x\"}", "needs a 'prompt'"),
         (
@@ -772,10 +800,9 @@ fn bad_requests_are_refused_with_the_field_named() {
     for (request, message) in cases {
         agent_run(&project, "claude", request).run().code(1).stderr_has(message).stderr_has("t.rhai:1:");
     }
-    agent_run(&project, "nobody", "#{prompt: \"x\"}")
-        .run()
-        .code(1)
-        .stderr_has("no agent adapter named 'nobody' (adapters: claude, codex, gemini, qwen, replay");
+    agent_run(&project, "nobody", "#{prompt: \"x\"}").run().code(1).stderr_has(
+        "no agent adapter named 'nobody' (adapters: claude, codex, gemini, noparse, noprogram, qwen, replay;",
+    );
 }
 
 #[test]
@@ -809,4 +836,91 @@ fn aloop_agents_lists_every_adapter_with_source_install_state_and_version() {
     assert_eq!(claude["source"], "bundled");
     assert_eq!(claude["install_hint"], "npm install -g @anthropic-ai/claude-code");
     assert_eq!(list[5]["installed"], true, "replay is aloop itself");
+}
+
+#[test]
+fn the_documented_example_adapter_works() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/adapters.md")).unwrap();
+    let example = doc.split("### Example").nth(1).expect("an example section");
+    let code = example.split("```rhai\n").nth(1).and_then(|c| c.split("```").next()).expect("a rhai block");
+    let project = Project::git()
+        .home_file("scripts/agents/ollama.rhai", code)
+        .file("bin/ollama", "#!/bin/sh\necho \"You said:\"\ncat\necho\necho \"  indented\"\n");
+    let bin = project.path("bin/ollama");
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", project.path("bin").display(), std::env::var("PATH").unwrap());
+    let out =
+        agent_run(&project, "ollama", "#{prompt: \"hello\", model: \"tiny\"}").env("PATH", path).run().ok();
+    let r = result(&out);
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["text"], "You said:\nhello\n  indented");
+    assert!(
+        out.stderr.contains("[ollama] You said:\n[ollama] hello\n[ollama]   indented\n"),
+        "{}",
+        out.stderr
+    );
+    let cmd = argv(&project, "ollama", "#{prompt: \"p\"}");
+    assert_eq!(cmd["args"], json!(["run", "llama3.2"]));
+}
+
+/// A Claude Code stream-json session of about `mb` MB with lines like real
+/// ones (text, tool calls, tool results of a few KB; 2.5 KB on average).
+fn recorded_stream(mb: usize) -> String {
+    let words =
+        ["the", "quick", "cargo", "test", "build", "error", "fn", "impl", "struct", "let", "mut", "warning"];
+    let mut seed = 7u64;
+    let mut next = move |n: u64| {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    let mut text =
+        |n: u64| (0..n).map(|_| words[next(words.len() as u64) as usize]).collect::<Vec<_>>().join(" ");
+    let usage = r#""usage":{"input_tokens":4,"cache_creation_input_tokens":1200,"cache_read_input_tokens":30000,"output_tokens":150}"#;
+    let mut out =
+        String::from(r#"{"type":"system","subtype":"init","cwd":"/w","session_id":"s","model":"m"}"#);
+    out.push('\n');
+    while out.len() < mb * 1024 * 1024 {
+        let line = match text(3).len() % 3 {
+            0 => json!({"type": "assistant", "message": {"role": "assistant", "content": [{"type": "text", "text": text(50)}]}, "session_id": "s"}).to_string(),
+            1 => json!({"type": "assistant", "message": {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "Bash", "input": {"command": format!("cargo test {}", text(3))}}]}, "session_id": "s"}).to_string(),
+            _ => json!({"type": "user", "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": text(700), "is_error": false}]}, "session_id": "s"}).to_string(),
+        };
+        out.push_str(&line.replacen("\"session_id\"", &format!("{usage},\"session_id\""), 1));
+        out.push('\n');
+    }
+    out.push_str(
+        r#"{"type":"result","subtype":"success","is_error":false,"result":"Done.","total_cost_usd":1.5}"#,
+    );
+    out.push('\n');
+    out
+}
+
+/// Throughput of the claude parser on a recorded-like stream. Meaningful in
+/// a release build only:
+/// `cargo test --release --test cli agents::parser_throughput -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn parser_throughput() {
+    // The bundled claude adapter, its command swapped for one that prints the stream.
+    let claude =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/agents/claude.rhai"))
+            .unwrap()
+            .replace("fn command(req)", "fn claude_command(req)");
+    let adapter =
+        format!("{claude}\nfn command(req) {{ #{{ program: \"cat\", args: [\"stream.ndjson\"] }} }}\n");
+    let project = Project::git()
+        .file("stream.ndjson", &recorded_stream(50))
+        .home_file("scripts/agents/recorded.rhai", &adapter);
+    let size = std::fs::metadata(project.path("stream.ndjson")).unwrap().len() as f64;
+    let out = agent_run(&project, "recorded", "#{prompt: \"\", view: \"none\"}")
+        .timeout(Duration::from_secs(300))
+        .run()
+        .ok();
+    let r = result(&out);
+    assert_eq!(r["text"], "Done.");
+    let seconds = r["duration_ms"].as_f64().unwrap() / 1000.0;
+    let rate = size / seconds / 1e6;
+    eprintln!("{:.0} MB in {seconds:.2} s: {rate:.0} MB/s", size / 1e6);
+    assert!(rate >= 50.0, "{rate:.0} MB/s");
 }

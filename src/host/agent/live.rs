@@ -133,7 +133,8 @@ impl Plain {
     }
 
     fn emit(&self, line: &str) {
-        let _ = writeln!(io::stderr().lock(), "{} {line}", self.prefix);
+        let line = if line.is_empty() { self.prefix.clone() } else { format!("{} {line}", self.prefix) };
+        let _ = writeln!(io::stderr().lock(), "{line}");
     }
 }
 
@@ -185,7 +186,7 @@ impl Status {
 }
 
 /// The status line, redrawn by a ticker thread so the clock moves while the
-/// agent is quiet.
+/// agent is silent.
 pub struct Live {
     status: Arc<Mutex<Status>>,
     stop: Arc<AtomicBool>,
