@@ -840,9 +840,14 @@ fn aloop_agents_lists_every_adapter_with_source_install_state_and_version() {
 
 #[test]
 fn the_documented_example_adapter_works() {
-    let doc =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/adapters.md")).unwrap();
-    let example = doc.split("### Example").nth(1).expect("an example section");
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let example = doc
+        .split("## Writing an adapter")
+        .nth(1)
+        .expect("the adapter section")
+        .split("### Example")
+        .nth(1)
+        .expect("an example section");
     let code = example.split("```rhai\n").nth(1).and_then(|c| c.split("```").next()).expect("a rhai block");
     let project = Project::git()
         .home_file("scripts/agents/ollama.rhai", code)
