@@ -210,14 +210,18 @@ fn main() {
         let line = "{\"type\":\"assistant\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"Reading the module and its tests to see how errors are reported before I change anything.\"}],\"usage\":{\"input_tokens\":1200,\"output_tokens\":60}},\"session_id\":\"bench\"}\n";
         let tool = "{\"type\":\"assistant\",\"message\":{\"id\":\"msg_2\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"Bash\",\"input\":{\"command\":\"cargo test --quiet\",\"description\":\"Run the tests\"}}]},\"session_id\":\"bench\"}\n";
         let result = "{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"done\",\"total_cost_usd\":0.5,\"usage\":{\"input_tokens\":10,\"output_tokens\":10}}\n";
+        // Written piece by piece: a 100 MB buffer in this process would be
+        // counted in the peak memory of the child forked from it.
         let target = 100 * 1024 * 1024;
-        let mut body = String::with_capacity(target + 1024);
-        while body.len() < target {
-            body.push_str(line);
-            body.push_str(tool);
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&events).unwrap());
+        let mut written = 0;
+        while written < target {
+            std::io::Write::write_all(&mut file, line.as_bytes()).unwrap();
+            std::io::Write::write_all(&mut file, tool.as_bytes()).unwrap();
+            written += line.len() + tool.len();
         }
-        body.push_str(result);
-        std::fs::write(&events, &body).unwrap();
+        std::io::Write::write_all(&mut file, result.as_bytes()).unwrap();
+        drop(file);
         let cat_start = Instant::now();
         Command::new("cat").arg(&events).stdout(Stdio::null()).status().unwrap();
         let cat_time = cat_start.elapsed();
@@ -228,7 +232,7 @@ fn main() {
         let elapsed = start.elapsed();
         assert_eq!(code, 0, "streaming failed: {stdout}");
         assert!(stdout.contains("\"status\":\"ok\""), "{stdout}");
-        let mb = body.len() as f64 / (1024.0 * 1024.0);
+        let mb = written as f64 / (1024.0 * 1024.0);
         let rate = mb / elapsed.saturating_sub(cat_time).as_secs_f64();
         rows.push((
             format!("stream {mb:.0} MB of stream-json through the claude parser"),
