@@ -65,6 +65,10 @@ struct ArgSpec {
     /// Takes every remaining word, dashes included (for a command line).
     #[serde(default)]
     trailing: bool,
+    /// Accepts a value that starts with '-' (so that `-5m` reaches the
+    /// script's own check instead of being taken for a flag).
+    #[serde(default)]
+    hyphen_values: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -118,6 +122,9 @@ impl ArgSpec {
                 other => other.to_string(),
             };
             arg = arg.default_value(text);
+        }
+        if self.hyphen_values {
+            arg = arg.allow_hyphen_values(true);
         }
         if self.trailing {
             arg =

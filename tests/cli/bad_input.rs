@@ -246,6 +246,99 @@ fn host_cases() -> Vec<Case> {
     ]
 }
 
+fn with_loop(p: Project, prd_fixture: &str) -> Project {
+    p.fixture("loop/config.json", ".loop/config.json").fixture(prd_fixture, ".loop/prd.json")
+}
+
+/// Workflow cases: iterate's flags and state files, the story loop's files.
+fn workflow_cases() -> Vec<Case> {
+    vec![
+        case(
+            "an interval cron cannot express",
+            plain,
+            &["iterate", "watch", "--interval", "7m"],
+            2,
+            "6m and 10m",
+        ),
+        case("a zero interval", plain, &["iterate", "watch", "--interval", "0"], 2, "--interval '0'"),
+        case("a negative interval", plain, &["iterate", "watch", "--interval", "-5m"], 2, "--interval '-5m'"),
+        case("an interval that is a word", plain, &["iterate", "watch", "--interval", "abc"], 2, "e.g. 30m"),
+        case("quiet hours past 23", plain, &["iterate", "watch", "--quiet-hours", "25-08"], 2, "'25-08'"),
+        case("quiet hours with no end", plain, &["iterate", "watch", "--quiet-hours", "8"], 2, "e.g. 22-08"),
+        case("empty quiet hours", plain, &["iterate", "watch", "--quiet-hours", "22-22"], 2, "'22-22'"),
+        case(
+            "a goal key that starts with a digit",
+            plain,
+            &["iterate", "goals", "set", "9lives=1"],
+            2,
+            "'9lives=1'",
+        ),
+        case("a goal without a value", plain, &["iterate", "goals", "set", "conversion"], 2, "'conversion'"),
+        case(
+            "a timeout that is a word",
+            plain,
+            &["iterate", "run", "--timeout", "soon", "--dry-run"],
+            2,
+            "--timeout 'soon'",
+        ),
+        case(
+            "truncated goals file",
+            |p| {
+                let text = std::fs::read_to_string(crate::support::fixture("bad/truncated.json")).unwrap();
+                p.home_file("iterate-goals.json", &text)
+            },
+            &["iterate", "goals", "set", "a=1"],
+            1,
+            "iterate-goals.json:4:0",
+        ),
+        case(
+            "a runs file of the wrong type",
+            |p| p.home_file("iterate-runs.json", "{\"version\": 1, \"runs\": \"many\"}\n"),
+            &["iterate", "runs"],
+            1,
+            "iterate-runs.json",
+        ),
+        case(
+            "a prd with the wrong top-level key",
+            |p| with_loop(p, "loop/prd_wrong_key.json"),
+            &["run", "1"],
+            1,
+            "userStories",
+        ),
+        case(
+            "stories with wrong types",
+            |p| with_loop(p, "loop/prd_bad_stories.json"),
+            &["status"],
+            1,
+            "prd.json",
+        ),
+        case(
+            "a prd that is not UTF-8",
+            |p| {
+                p.fixture("loop/config.json", ".loop/config.json").fixture("bad/binary.dat", ".loop/prd.json")
+            },
+            &["status"],
+            1,
+            "not UTF-8",
+        ),
+        case(
+            "a config of the wrong type",
+            |p| p.file(".loop/config.json", "{\"agent\": 5}\n").fixture("loop/prd.json", ".loop/prd.json"),
+            &["run", "1"],
+            1,
+            "config.json",
+        ),
+        case("a run without init", plain, &["run"], 1, "aloop init"),
+    ]
+}
+
+#[test]
+fn workflow_bad_inputs_fail_clearly_and_change_nothing() {
+    let cases = workflow_cases();
+    assert!(cases.len() + host_cases().len() >= 40);
+    run_cases(cases);
+}
+
 fn run_cases(cases: Vec<Case>) {
     let mut failures = Vec::new();
     for case in cases {
@@ -260,8 +353,16 @@ fn run_cases(cases: Vec<Case>) {
         }
         let out = run.run();
         let after = project.snapshot();
-        let changed: Vec<_> =
-            after.iter().filter(|(path, bytes)| before.get(*path) != Some(bytes)).map(|(p, _)| p).collect();
+        // Existing files must be byte-identical; the only new files allowed
+        // are lock files (taken before the input was found to be bad).
+        let changed: Vec<_> = after
+            .iter()
+            .filter(|(path, bytes)| match before.get(*path) {
+                Some(old) => old != *bytes,
+                None => path.extension().is_none_or(|e| e != "lock"),
+            })
+            .map(|(p, _)| p)
+            .collect();
         if out.code != case.code
             || !out.stderr.contains(case.message)
             || !changed.is_empty()
