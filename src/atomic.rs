@@ -4,7 +4,7 @@
 use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::error::HostError;
@@ -53,7 +53,6 @@ pub fn append(path: &Path, bytes: &[u8]) -> io::Result<()> {
 #[derive(Debug)]
 pub struct FileLock {
     file: Option<File>,
-    path: PathBuf,
 }
 
 impl FileLock {
@@ -90,11 +89,7 @@ impl FileLock {
         }
         // Record who holds it; failure to do so does not weaken the lock.
         let _ = file.set_len(0).and_then(|()| writeln!(&file, "{}", std::process::id()));
-        Ok(Self { file: Some(file), path: path.to_path_buf() })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Self { file: Some(file) })
     }
 
     /// Lets go now rather than at drop.

@@ -104,10 +104,6 @@ impl Supervised {
         Ok(Self { pgid, generation: cancel::generation(), open_streams, events, _guard: guard })
     }
 
-    pub fn pid(&self) -> i32 {
-        self.pgid
-    }
-
     /// Runs the child to its end, handing each piece of output to
     /// `on_output(stream, bytes, truncated)`. Returns how it ended; output
     /// that arrives after the end is still delivered.

@@ -70,10 +70,6 @@ impl<'de> serde::Deserialize<'de> for KeyOrder {
     }
 }
 
-pub fn to_dynamic(value: &Value) -> Fallible<Dynamic> {
-    rhai::serde::to_dynamic(value)
-}
-
 pub fn from_dynamic(value: &Dynamic) -> Fallible<Value> {
     rhai::serde::from_dynamic(value).map_err(|e| raise(format!("cannot be turned into JSON: {e}")))
 }
@@ -109,7 +105,7 @@ pub fn keep_key_order(new: Value, old: &KeyOrder) -> Value {
 pub fn module() -> Module {
     let mut m = Module::new();
     // json::parse(text) -> value; errors name line and column.
-    primitive!(m, "parse", |text: &str| { to_dynamic(&parse("json text", text).map_err(raise)?) });
+    primitive!(m, "parse", |text: &str| parse::<Dynamic>("json text", text).map_err(raise));
     // json::stringify(value) -> one-line JSON.
     primitive!(m, "stringify", |value: Dynamic| { Ok(from_dynamic(&value)?.to_string()) });
     // json::pretty(value) -> indented JSON.
