@@ -291,7 +291,7 @@ pub fn new_engine(host: &SharedHost) -> Engine {
     let mut engine = Engine::new_raw();
     engine.register_global_module(StandardPackage::new().as_shared_module());
     engine
-        .set_max_strings_interned(1024)
+        .set_max_strings_interned(0)
         .set_max_call_levels(64)
         .set_max_expr_depths(64, 32)
         .set_max_string_size(64 * 1024 * 1024)

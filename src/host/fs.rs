@@ -47,17 +47,16 @@ fn write_bytes(host: &SharedHost, path: &str, bytes: &[u8]) -> Fallible<()> {
 /// it replaces. The existing file must itself be valid JSON: a malformed
 /// state file is never overwritten.
 fn write_json(host: &SharedHost, path: &str, value: Dynamic) -> Fallible<()> {
-    let mut value = json::from_dynamic(&value)?;
     let full = host.roots.resolve(path).map_err(raise)?;
-    if full.is_file() {
-        let old_text = atomic::read_text(&full).map_err(raise)?;
-        if !old_text.trim().is_empty() {
-            let old: json::KeyOrder = json::parse(path, &old_text)
-                .map_err(|e| raise(format!("{e} (refusing to overwrite a malformed file)")))?;
-            value = json::keep_key_order(value, &old);
-        }
-    }
-    let text = serde_json::to_string_pretty(&value).map_err(raise)? + "\n";
+    let old_text = if full.is_file() { atomic::read_text(&full).map_err(raise)? } else { String::new() };
+    let old_order: Option<json::KeyOrder> = if old_text.trim().is_empty() {
+        None
+    } else {
+        let order = json::parse(path, &old_text)
+            .map_err(|e| raise(format!("{e} (refusing to overwrite a malformed file)")))?;
+        Some(order)
+    };
+    let text = json::to_pretty_json(&value, old_order.as_ref())? + "\n";
     write_bytes(host, path, text.as_bytes())
 }
 

@@ -1,6 +1,8 @@
 //! `json::` — parse, stringify, pretty; and the conversions between Rhai
 //! values and JSON that `fs::`, `tpl::` and `agent::` share.
 
+use std::borrow::Cow;
+
 use rhai::{Dynamic, Module};
 use serde_json::Value;
 
@@ -8,7 +10,7 @@ use super::{raise, Fallible};
 
 /// Parses JSON text into any deserializable type; errors carry
 /// `name:line:col`.
-pub fn parse<T: serde::de::DeserializeOwned>(name: &str, text: &str) -> Result<T, crate::error::HostError> {
+pub fn parse<'a, T: serde::Deserialize<'a>>(name: &str, text: &'a str) -> Result<T, crate::error::HostError> {
     serde_json::from_str(text).map_err(|e| crate::error::HostError::MalformedJson {
         path: name.to_string(),
         line: e.line(),
@@ -19,50 +21,51 @@ pub fn parse<T: serde::de::DeserializeOwned>(name: &str, text: &str) -> Result<T
 
 /// The key order of a JSON document and nothing else: what rewriting a file
 /// needs to keep its layout, without building the old document's values.
-pub enum KeyOrder {
-    Object(Vec<(String, KeyOrder)>),
-    Array(Vec<KeyOrder>),
+/// Keys borrow from the document's text where they can.
+pub enum KeyOrder<'a> {
+    Object(Vec<(Cow<'a, str>, KeyOrder<'a>)>),
+    Array(Vec<KeyOrder<'a>>),
     Leaf,
 }
 
-impl<'de> serde::Deserialize<'de> for KeyOrder {
+impl<'de> serde::Deserialize<'de> for KeyOrder<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Visitor;
         impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = KeyOrder;
+            type Value = KeyOrder<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("any JSON value")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<KeyOrder, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<KeyOrder<'de>, A::Error> {
                 let mut keys = Vec::new();
-                while let Some((key, value)) = map.next_entry::<String, KeyOrder>()? {
-                    keys.push((key, value));
+                while let Some(key) = map.next_key_seed(KeySeed)? {
+                    keys.push((key, map.next_value::<KeyOrder>()?));
                 }
                 Ok(KeyOrder::Object(keys))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<KeyOrder, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<KeyOrder<'de>, A::Error> {
                 let mut items = Vec::new();
                 while let Some(item) = seq.next_element::<KeyOrder>()? {
                     items.push(item);
                 }
                 Ok(KeyOrder::Array(items))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<KeyOrder, E> {
+            fn visit_bool<E>(self, _: bool) -> Result<KeyOrder<'de>, E> {
                 Ok(KeyOrder::Leaf)
             }
-            fn visit_i64<E>(self, _: i64) -> Result<KeyOrder, E> {
+            fn visit_i64<E>(self, _: i64) -> Result<KeyOrder<'de>, E> {
                 Ok(KeyOrder::Leaf)
             }
-            fn visit_u64<E>(self, _: u64) -> Result<KeyOrder, E> {
+            fn visit_u64<E>(self, _: u64) -> Result<KeyOrder<'de>, E> {
                 Ok(KeyOrder::Leaf)
             }
-            fn visit_f64<E>(self, _: f64) -> Result<KeyOrder, E> {
+            fn visit_f64<E>(self, _: f64) -> Result<KeyOrder<'de>, E> {
                 Ok(KeyOrder::Leaf)
             }
-            fn visit_str<E>(self, _: &str) -> Result<KeyOrder, E> {
+            fn visit_str<E>(self, _: &str) -> Result<KeyOrder<'de>, E> {
                 Ok(KeyOrder::Leaf)
             }
-            fn visit_unit<E>(self) -> Result<KeyOrder, E> {
+            fn visit_unit<E>(self) -> Result<KeyOrder<'de>, E> {
                 Ok(KeyOrder::Leaf)
             }
         }
@@ -70,47 +73,112 @@ impl<'de> serde::Deserialize<'de> for KeyOrder {
     }
 }
 
+/// An object key, borrowed from the text unless it has escapes.
+struct KeySeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(key))
+            }
+            fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(key.to_string()))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
 pub fn from_dynamic(value: &Dynamic) -> Fallible<Value> {
     rhai::serde::from_dynamic(value).map_err(|e| raise(format!("cannot be turned into JSON: {e}")))
 }
 
-/// Puts the keys of `new` in the order they have in `old` (new keys after),
-/// recursively, so that rewriting a state file keeps its layout and a diff of
-/// it shows only what changed.
-pub fn keep_key_order(new: Value, old: &KeyOrder) -> Value {
-    match (new, old) {
-        (Value::Object(mut new), KeyOrder::Object(old)) => {
-            let mut ordered = serde_json::Map::with_capacity(new.len());
-            for (key, old_value) in old {
-                if let Some(value) = new.remove(key) {
-                    ordered.insert(key.clone(), keep_key_order(value, old_value));
+/// A Rhai value written as JSON straight from the Rhai data, without building
+/// a `serde_json::Value` first (that copy was most of the cost of writing a
+/// 10,000-story prd.json). With a `KeyOrder`, object keys come in the order
+/// they have in the file being replaced, then new keys sorted, so a diff of a
+/// rewritten state file shows only what changed.
+struct AsJson<'a> {
+    value: &'a Dynamic,
+    order: Option<&'a KeyOrder<'a>>,
+}
+
+impl serde::Serialize for AsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        if let Some(map) = self.value.read_lock::<rhai::Map>() {
+            let old_keys: &[(Cow<str>, KeyOrder)] = match self.order {
+                Some(KeyOrder::Object(keys)) => keys,
+                _ => &[],
+            };
+            let mut out = serializer.serialize_map(Some(map.len()))?;
+            for (key, order) in old_keys {
+                if let Some(value) = map.get(key.as_ref()) {
+                    out.serialize_entry(key.as_ref(), &AsJson { value, order: Some(order) })?;
                 }
             }
-            ordered.extend(new);
-            Value::Object(ordered)
+            // A linear scan is fastest for the handful of keys state objects
+            // have; a set keeps a big object from going quadratic.
+            let old_set: Option<std::collections::HashSet<&str>> =
+                (old_keys.len() > 16).then(|| old_keys.iter().map(|(k, _)| k.as_ref()).collect());
+            let is_old = |key: &str| match &old_set {
+                Some(set) => set.contains(key),
+                None => old_keys.iter().any(|(old, _)| old.as_ref() == key),
+            };
+            for (key, value) in map.iter() {
+                if !is_old(key.as_str()) {
+                    out.serialize_entry(key.as_str(), &AsJson { value, order: None })?;
+                }
+            }
+            return out.end();
         }
-        (Value::Array(new), KeyOrder::Array(old)) => Value::Array(
-            new.into_iter()
-                .enumerate()
-                .map(|(i, v)| match old.get(i) {
-                    Some(o) => keep_key_order(v, o),
-                    None => v,
-                })
-                .collect(),
-        ),
-        (new, _) => new,
+        if let Some(array) = self.value.read_lock::<rhai::Array>() {
+            let old_items: &[KeyOrder] = match self.order {
+                Some(KeyOrder::Array(items)) => items,
+                _ => &[],
+            };
+            let mut out = serializer.serialize_seq(Some(array.len()))?;
+            for (i, value) in array.iter().enumerate() {
+                out.serialize_element(&AsJson { value, order: old_items.get(i) })?;
+            }
+            return out.end();
+        }
+        self.value.serialize(serializer)
     }
+}
+
+/// One-line JSON for a Rhai value.
+pub fn to_json(value: &Dynamic) -> Fallible<String> {
+    serde_json::to_string(&AsJson { value, order: None }).map_err(not_json)
+}
+
+/// Indented JSON for a Rhai value; with `order`, keys keep the order of the
+/// document it replaces.
+pub fn to_pretty_json(value: &Dynamic, order: Option<&KeyOrder>) -> Fallible<String> {
+    serde_json::to_string_pretty(&AsJson { value, order }).map_err(not_json)
+}
+
+fn not_json(e: serde_json::Error) -> Box<rhai::EvalAltResult> {
+    raise(format!("cannot be turned into JSON: {e}"))
 }
 
 pub fn module() -> Module {
     let mut m = Module::new();
     // json::parse(text) -> value; errors name line and column.
     primitive!(m, "parse", |text: &str| parse::<Dynamic>("json text", text).map_err(raise));
+    // json::parse(text, name) -> value; errors say `name:line:col` (e.g. the
+    // file the text was read from).
+    primitive!(m, "parse", |text: &str, name: &str| parse::<Dynamic>(name, text).map_err(raise));
     // json::stringify(value) -> one-line JSON.
-    primitive!(m, "stringify", |value: Dynamic| { Ok(from_dynamic(&value)?.to_string()) });
+    primitive!(m, "stringify", |value: Dynamic| to_json(&value));
     // json::pretty(value) -> indented JSON.
-    primitive!(m, "pretty", |value: Dynamic| {
-        serde_json::to_string_pretty(&from_dynamic(&value)?).map_err(raise)
-    });
+    primitive!(m, "pretty", |value: Dynamic| to_pretty_json(&value, None));
     m
 }

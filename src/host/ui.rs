@@ -116,8 +116,7 @@ pub fn module(host: &SharedHost) -> Module {
     });
     // ui::json(value): one pretty JSON document on stdout.
     primitive!(m, "json", |value: Dynamic| {
-        let value = json::from_dynamic(&value)?;
-        print_line(&serde_json::to_string_pretty(&value).map_err(super::raise)?);
+        print_line(&json::to_pretty_json(&value, None)?);
         Ok(())
     });
     // ui::table(headers, rows): aligned columns on stdout.
