@@ -44,9 +44,10 @@ fn write_bytes(host: &SharedHost, path: &str, bytes: &[u8]) -> Fallible<()> {
 }
 
 /// Writes pretty JSON with a final newline, keeping the key order of the file
-/// it replaces. The existing file must itself be valid JSON: a malformed
-/// state file is never overwritten.
-fn write_json(host: &SharedHost, path: &str, value: Dynamic) -> Fallible<()> {
+/// it replaces, and returns the text written (so a caller can tell later
+/// whether the file changed without reading it back). The existing file must
+/// itself be valid JSON: a malformed state file is never overwritten.
+fn write_json(host: &SharedHost, path: &str, value: Dynamic) -> Fallible<String> {
     let full = host.roots.resolve(path).map_err(raise)?;
     let old_text = if full.is_file() { atomic::read_text(&full).map_err(raise)? } else { String::new() };
     let old_order: Option<json::KeyOrder> = if old_text.trim().is_empty() {
@@ -57,7 +58,8 @@ fn write_json(host: &SharedHost, path: &str, value: Dynamic) -> Fallible<()> {
         Some(order)
     };
     let text = json::to_pretty_json(&value, old_order.as_ref())? + "\n";
-    write_bytes(host, path, text.as_bytes())
+    write_bytes(host, path, text.as_bytes())?;
+    Ok(text)
 }
 
 impl Lock {
