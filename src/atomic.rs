@@ -1,7 +1,7 @@
 //! Crash-safe file writes and advisory locks, the two things every state file
 //! relies on.
 
-use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
+use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
@@ -116,9 +116,26 @@ fn holder(file: &mut File) -> String {
     }
 }
 
+/// The largest file `read_text` accepts. Scripts run without Rhai's data
+/// size limits (they re-measure a whole document on every change, see
+/// engine.rs), so this is where a runaway state file is stopped.
+pub const MAX_TEXT_FILE: u64 = 64 * 1024 * 1024;
+
 /// Reads a file as UTF-8, naming the file in the error.
 pub fn read_text(path: &Path) -> Result<String, HostError> {
-    let bytes = fs::read(path).map_err(|e| HostError::io(format!("reading {}", path.display()), e))?;
+    let io_error = |e| HostError::io(format!("reading {}", path.display()), e);
+    let file = File::open(path).map_err(io_error)?;
+    let size = file.metadata().map_err(io_error)?.len();
+    if size > MAX_TEXT_FILE {
+        return Err(HostError::Other(format!(
+            "{}: too large to read ({} MiB; the limit is {} MiB)",
+            path.display(),
+            size / (1024 * 1024),
+            MAX_TEXT_FILE / (1024 * 1024)
+        )));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(MAX_TEXT_FILE + 1).read_to_end(&mut bytes).map_err(io_error)?;
     String::from_utf8(bytes).map_err(|e| {
         HostError::Other(format!(
             "{}: not UTF-8 text (invalid byte at offset {})",

@@ -292,14 +292,15 @@ pub fn new_engine(host: &SharedHost) -> Engine {
     engine.register_global_module(StandardPackage::new().as_shared_module());
     // No string interning: past its cap Rhai's interner rescans the whole
     // cache for every new interpolated string, which was a fifth of checking
-    // a 10,000-story prd.json (BENCHMARKS.md).
+    // a 10,000-story prd.json (BENCHMARKS.md). No data size limits either:
+    // with any of them set, Rhai walks a whole value after each change to it,
+    // so marking one story of 10,000 cost a millisecond. Files are capped
+    // where they are read instead (atomic::MAX_TEXT_FILE), and the operation
+    // budget below bounds how long a script runs.
     engine
         .set_max_strings_interned(0)
         .set_max_call_levels(64)
         .set_max_expr_depths(64, 32)
-        .set_max_string_size(64 * 1024 * 1024)
-        .set_max_array_size(1_000_000)
-        .set_max_map_size(1_000_000)
         .set_strict_variables(true)
         .disable_symbol("eval");
     let progress_host = Rc::downgrade(host);

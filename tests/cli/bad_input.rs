@@ -189,7 +189,7 @@ fn host_cases() -> Vec<Case> {
             },
             &["exec", "h.rhai"],
             1,
-            "h.rhai:1:",
+            "huge.json: too large to read (80 MiB; the limit is 64 MiB)",
         ),
         case(
             "a trust store of the wrong type",

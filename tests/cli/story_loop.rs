@@ -440,6 +440,49 @@ fn run_passes_every_story_in_priority_order_and_exits_0() {
     );
 }
 
+/// Priorities out of file order, a rejection, and a generator that edits
+/// prd.json itself: the loop takes the lowest priority first (file order on
+/// ties), keeps a rejected story next, and follows the agent's edit.
+#[test]
+fn run_follows_priorities_out_of_file_order_and_an_agents_edit_of_prd_json() {
+    let p = loop_project("prd_unordered.json");
+    let mut edited = fixture_json("loop/prd_unordered.json");
+    for story in edited["userStories"].as_array_mut().unwrap() {
+        if ["US-002", "US-003"].contains(&story["id"].as_str().unwrap()) {
+            story["passes"] = json!(true);
+        }
+    }
+    let edited = serde_json::to_string_pretty(&edited).unwrap();
+    let out = run_with(
+        &p,
+        &["run"],
+        json!([
+            builds("US-002", "a.txt"),
+            rejects("no test reads the header"),
+            builds("US-002", "b.txt"),
+            passes(),
+            {"write": {"c.txt": "work for US-001\n", ".loop/prd.json": edited}, "text": "Implemented US-001; US-003 was done already."},
+            passes(),
+            builds("US-004", "d.txt"),
+            passes()
+        ]),
+    )
+    .ok();
+    let order: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("Iteration "))
+        .filter_map(|l| l.split(" — ").nth(1)?.split(':').next())
+        .collect();
+    assert_eq!(order, ["US-002", "US-002", "US-001", "US-004"], "{}", out.stderr);
+    assert!(out.stderr.contains("Stories: 4/4 complete, 0 blocked"), "{}", out.stderr);
+    let prd = json_file(&p, ".loop/prd.json");
+    for id in ["US-001", "US-002", "US-003", "US-004"] {
+        assert_eq!(story(&prd, id)["passes"], json!(true), "{id}");
+    }
+    assert_eq!(progress_verdicts(&p), ["REJECT", "PASS", "PASS", "PASS"]);
+}
+
 #[test]
 fn rejections_are_recorded_and_block_the_story_after_eval_retries() {
     let p = loop_project("prd.json");
