@@ -57,7 +57,8 @@ fn write_json(host: &SharedHost, path: &str, value: Dynamic) -> Fallible<String>
             .map_err(|e| raise(format!("{e} (refusing to overwrite a malformed file)")))?;
         Some(order)
     };
-    let text = json::to_pretty_json(&value, old_order.as_ref())? + "\n";
+    let mut text = json::to_pretty_json(&value, old_order.as_ref(), old_text.len())?;
+    text.push('\n');
     write_bytes(host, path, text.as_bytes())?;
     Ok(text)
 }

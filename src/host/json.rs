@@ -119,10 +119,15 @@ impl serde::Serialize for AsJson<'_> {
                 _ => &[],
             };
             let mut out = serializer.serialize_map(Some(map.len()))?;
+            let mut kept = 0;
             for (key, order) in old_keys {
                 if let Some(value) = map.get(key.as_ref()) {
                     out.serialize_entry(key.as_ref(), &AsJson { value, order: Some(order) })?;
+                    kept += 1;
                 }
+            }
+            if kept == map.len() {
+                return out.end();
             }
             // A linear scan is fastest for the handful of keys state objects
             // have; a set keeps a big object from going quadratic.
@@ -160,9 +165,12 @@ pub fn to_json(value: &Dynamic) -> Fallible<String> {
 }
 
 /// Indented JSON for a Rhai value; with `order`, keys keep the order of the
-/// document it replaces.
-pub fn to_pretty_json(value: &Dynamic, order: Option<&KeyOrder>) -> Fallible<String> {
-    serde_json::to_string_pretty(&AsJson { value, order }).map_err(not_json)
+/// document it replaces. `size_hint` (e.g. the old file's length) saves
+/// regrowing the buffer for a big document; there is room for a newline.
+pub fn to_pretty_json(value: &Dynamic, order: Option<&KeyOrder>, size_hint: usize) -> Fallible<String> {
+    let mut out = Vec::with_capacity(size_hint + 1);
+    serde_json::to_writer_pretty(&mut out, &AsJson { value, order }).map_err(not_json)?;
+    Ok(String::from_utf8(out).expect("serde_json writes UTF-8"))
 }
 
 fn not_json(e: serde_json::Error) -> Box<rhai::EvalAltResult> {
@@ -179,6 +187,6 @@ pub fn module() -> Module {
     // json::stringify(value) -> one-line JSON.
     primitive!(m, "stringify", |value: Dynamic| to_json(&value));
     // json::pretty(value) -> indented JSON.
-    primitive!(m, "pretty", |value: Dynamic| to_pretty_json(&value, None));
+    primitive!(m, "pretty", |value: Dynamic| to_pretty_json(&value, None, 0));
     m
 }

@@ -116,7 +116,7 @@ pub fn module(host: &SharedHost) -> Module {
     });
     // ui::json(value): one pretty JSON document on stdout.
     primitive!(m, "json", |value: Dynamic| {
-        print_line(&json::to_pretty_json(&value, None)?);
+        print_line(&json::to_pretty_json(&value, None, 0)?);
         Ok(())
     });
     // ui::table(headers, rows): aligned columns on stdout.
