@@ -1,5 +1,11 @@
 use std::process::ExitCode;
 
+// mimalloc frees and allocates the many small maps of a big prd.json about
+// twice as fast as glibc (BENCHMARKS.md); its v2 without transparent huge
+// pages starts as fast as glibc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     aloop::cancel::install();
     let code = match aloop::app::run(std::env::args_os().collect()) {
