@@ -26,6 +26,8 @@ use crate::trust::{Status, Trust};
 const DEFAULT_OPERATION_BUDGET: u64 = 50_000_000;
 /// Operations a script may still run after Ctrl-C, to record what happened.
 const OPERATIONS_AFTER_INTERRUPT: u64 = 20_000_000;
+/// How many operations pass between two looks at Ctrl-C and the budget.
+const PROGRESS_EVERY: u64 = 256;
 
 /// Everything the primitives share for one run of `aloop`.
 pub struct Host {
@@ -305,6 +307,11 @@ pub fn new_engine(host: &SharedHost) -> Engine {
         .disable_symbol("eval");
     let progress_host = Rc::downgrade(host);
     engine.on_progress(move |ops| {
+        // Rhai calls this for every operation; looking every 256th is soon
+        // enough for Ctrl-C and the budget, and cost a tenth of `aloop status`.
+        if ops % PROGRESS_EVERY != 0 {
+            return None;
+        }
         let host = progress_host.upgrade()?;
         host.last_operations.set(ops);
         if cancel::is_interrupted() {

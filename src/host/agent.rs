@@ -332,8 +332,13 @@ struct Tail {
 impl Tail {
     fn push(&mut self, stream: Stream, bytes: &[u8], cut: bool) {
         let text = String::from_utf8_lossy(bytes);
-        let mut line: String = text.chars().take(TAIL_LINE).collect();
-        if cut || line.len() < text.len() {
+        // The first TAIL_LINE characters; a line of no more bytes has no more.
+        let end = match text.len() <= TAIL_LINE {
+            true => text.len(),
+            false => text.char_indices().nth(TAIL_LINE).map_or(text.len(), |(at, _)| at),
+        };
+        let mut line = text[..end].to_string();
+        if cut || end < text.len() {
             line.push_str(" …[line cut]");
         }
         if stream == Stream::Stderr && !line.trim().is_empty() {
