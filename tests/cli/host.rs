@@ -367,27 +367,32 @@ fn a_fixture_path_helper_points_at_real_files() {
     assert!(fixture("host/primitives.rhai").is_file());
 }
 
+/// HEAD, the branch and "is this a repository" are read from the repository
+/// files where they can be; each must say what git says.
 #[test]
-fn git_head_matches_git_in_every_repository_state() {
-    let p = Project::new().file("h.rhai", "print(`${git::head()}`);");
-    p.git_cmd(&["init", "-q", "-b", "main"]);
-    let head =
-        |p: &Project, dir: &str| p.aloop(&["-C", dir, "exec", "h"]).run().ok().stdout.trim().to_string();
+fn git_head_branch_and_is_repo_match_git_in_every_repository_state() {
+    let p = Project::new().file("h.rhai", "print(`${git::head()}|${git::branch()}|${git::is_repo()}`);");
     std::fs::create_dir_all(p.home().join("scripts")).unwrap();
     std::fs::copy(p.path("h.rhai"), p.home().join("scripts/h.rhai")).unwrap();
-    assert_eq!(head(&p, "."), "", "a branch with no commits has no HEAD");
+    let state =
+        |p: &Project, dir: &str| p.aloop(&["-C", dir, "exec", "h"]).run().ok().stdout.trim().to_string();
+    assert_eq!(state(&p, "."), "||false", "not a repository");
+    p.git_cmd(&["init", "-q", "-b", "main"]);
+    assert_eq!(state(&p, "."), "|main|true", "a branch with no commits has no HEAD");
     let p = p.commit("one");
-    let rev = |p: &Project| p.git_cmd(&["rev-parse", "HEAD"]).trim().to_string();
-    assert_eq!(head(&p, "."), rev(&p), "loose ref");
+    let rev = |p: &Project, dir: &str| p.git_cmd(&["-C", dir, "rev-parse", "HEAD"]).trim().to_string();
+    assert_eq!(state(&p, "."), format!("{}|main|true", rev(&p, ".")), "loose ref");
     p.git_cmd(&["pack-refs", "--all"]);
     assert!(!p.path(".git/refs/heads/main").exists());
-    assert_eq!(head(&p, "."), rev(&p), "packed ref");
+    assert_eq!(state(&p, "."), format!("{}|main|true", rev(&p, ".")), "packed ref");
     let p = p.commit("two");
     p.git_cmd(&["checkout", "-q", "--detach", "HEAD~1"]);
-    assert_eq!(head(&p, "."), rev(&p), "detached HEAD");
-    p.git_cmd(&["checkout", "-q", "main"]);
+    assert_eq!(state(&p, "."), format!("{}||true", rev(&p, ".")), "detached HEAD");
+    p.git_cmd(&["checkout", "-q", "-b", "feature/x", "main"]);
+    assert_eq!(state(&p, "."), format!("{}|feature/x|true", rev(&p, ".")), "a branch with a slash");
     p.git_cmd(&["worktree", "add", "-q", "-b", "side", "wt", "HEAD~1"]);
-    let in_worktree = p.git_cmd(&["-C", "wt", "rev-parse", "HEAD"]).trim().to_string();
-    assert_eq!(head(&p, "wt"), in_worktree, "linked worktree");
-    assert_ne!(in_worktree, rev(&p));
+    assert_eq!(state(&p, "wt"), format!("{}|side|true", rev(&p, "wt")), "linked worktree");
+    assert_ne!(rev(&p, "wt"), rev(&p, "."));
+    std::fs::create_dir_all(p.path("sub/dir")).unwrap();
+    assert_eq!(state(&p, "sub/dir"), format!("{}|feature/x|true", rev(&p, ".")), "below the repository root");
 }
