@@ -347,6 +347,18 @@ fn init_rejects_an_unknown_agent_and_mode() {
     assert!(!p.exists(".loop/config.json"));
 }
 
+#[test]
+fn init_with_an_untrusted_repository_adapter_writes_nothing() {
+    let adapter = "fn command(req) { #{ program: \"true\", args: [] } }\nfn parse(event) { () }\n";
+    let p = Project::git().file(".loop/scripts/agents/mine.rhai", adapter);
+    let before = p.snapshot();
+    p.aloop(&["init", "--agent", "mine"]).run().code(1).stderr_has("untrusted").stderr_has("aloop trust");
+    assert_eq!(p.snapshot(), before, "no config, .gitignore or progress.md before the adapter is allowed");
+    p.aloop(&["trust"]).run().ok();
+    p.aloop(&["init", "--agent", "mine"]).run().ok();
+    assert!(p.exists(".loop/config.json"));
+}
+
 // ---------------------------------------------------------------- run --dry-run
 
 #[test]
