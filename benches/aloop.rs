@@ -56,8 +56,8 @@ impl Bench {
         let prd = format!("{{\"project\": \"bench\", \"branchName\": \"main\", \"description\": \"\", \"userStories\": [{}]}}", list.join(",\n"));
         std::fs::write(root.join(".loop/prd.json"), prd).unwrap();
         self.run(&root, &["git", "init", "-q", "-b", "main"]);
-        self.aloop(&root, &["init", "--agent", "instant"]);
         self.aloop(&root, &["trust"]);
+        self.aloop(&root, &["init", "--agent", "instant"]);
         self.run(&root, &["git", "add", "-A"]);
         self.run(&root, &["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-q", "-m", "init"]);
         root
