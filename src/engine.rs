@@ -299,9 +299,6 @@ pub fn new_engine(host: &SharedHost) -> Engine {
     // so marking one story of 10,000 cost a millisecond. Files are capped
     // where they are read instead (atomic::MAX_TEXT_FILE), and the operation
     // budget below bounds how long a script runs.
-    // No optimizing pass after parsing: it was 7% of `aloop status`, and
-    // these scripts have little for it to fold.
-    engine.set_optimization_level(rhai::OptimizationLevel::None);
     engine
         .set_max_strings_interned(0)
         .set_max_call_levels(64)
