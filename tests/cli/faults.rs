@@ -163,3 +163,25 @@ fn a_full_disk_during_a_write_gives_a_clear_error_and_keeps_the_old_file() {
         .collect();
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
 }
+
+/// A verdict that cannot be written leaves the loop's view of prd.json to be
+/// read again, not the document that was never written.
+#[test]
+fn a_verdict_that_cannot_be_written_is_not_remembered() {
+    let p = Project::new()
+        .fixture("loop/prd.json", ".loop/prd.json")
+        .fixture("faults/record_on_full_disk.rhai", "record.rhai");
+    let before = p.read(".loop/prd.json");
+    let exe = env!("CARGO_BIN_EXE_aloop");
+    let out = std::process::Command::new("bash")
+        .args(["-c", &format!("ulimit -f 64; exec '{exe}' exec record.rhai")])
+        .current_dir(p.root())
+        .env("ALOOP_HOME", p.home())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("write failed: writing .loop/prd.json: File too large"), "{stdout}");
+    assert!(stdout.contains("rejections=0 in_progress=0"), "{stdout}");
+    assert_eq!(p.read(".loop/prd.json"), before);
+}

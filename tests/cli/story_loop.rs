@@ -495,6 +495,15 @@ fn run_follows_priorities_out_of_file_order_and_an_agents_edit_of_prd_json() {
     assert_eq!(progress_verdicts(&p), ["REJECT", "PASS", "PASS", "PASS"]);
 }
 
+/// loop/stories from a script of one's own: methods called from outside the
+/// module after the module called them itself still see the whole module.
+#[test]
+fn a_script_can_record_verdicts_and_then_follow_an_edit_of_prd_json() {
+    let p = loop_project("prd.json").fixture("loop/record_then_reload.rhai", "mine.rhai");
+    let out = p.aloop(&["exec", "mine.rhai"]).run().ok();
+    assert!(out.stdout.contains("passed=2 in_progress=1 next=US-002 state=in progress"), "{}", out.stdout);
+}
+
 #[test]
 fn rejections_are_recorded_and_block_the_story_after_eval_retries() {
     let p = loop_project("prd.json");
