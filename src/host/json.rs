@@ -37,9 +37,23 @@ impl<'de> serde::Deserialize<'de> for KeyOrder<'de> {
                 f.write_str("any JSON value")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<KeyOrder<'de>, A::Error> {
-                let mut keys = Vec::new();
+                let mut keys: Vec<(Cow<'de, str>, KeyOrder<'de>)> = Vec::new();
+                // A key given twice keeps its first place, once: the writer
+                // counts on each key being listed once. A set only for big
+                // objects, as in the writer.
+                let mut seen: Option<std::collections::HashSet<Cow<'de, str>>> = None;
                 while let Some(key) = map.next_key_seed(KeySeed)? {
-                    keys.push((key, map.next_value::<KeyOrder>()?));
+                    let order = map.next_value::<KeyOrder>()?;
+                    if keys.len() == 16 {
+                        seen = Some(keys.iter().map(|(k, _)| k.clone()).collect());
+                    }
+                    let repeated = match &mut seen {
+                        Some(set) => !set.insert(key.clone()),
+                        None => keys.iter().any(|(k, _)| *k == key),
+                    };
+                    if !repeated {
+                        keys.push((key, order));
+                    }
                 }
                 Ok(KeyOrder::Object(keys))
             }
@@ -119,6 +133,8 @@ impl serde::Serialize for AsJson<'_> {
                 _ => &[],
             };
             let mut out = serializer.serialize_map(Some(map.len()))?;
+            // Old keys are distinct (see KeyOrder), so when as many were
+            // written as the map has, there is nothing new to add.
             let mut kept = 0;
             for (key, order) in old_keys {
                 if let Some(value) = map.get(key.as_ref()) {

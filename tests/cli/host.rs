@@ -55,6 +55,29 @@ fn atomic_writes_leave_no_temp_files_and_keep_key_order() {
     assert!(names.iter().all(|n| !n.ends_with(".tmp")), "temp files left: {names:?}");
 }
 
+/// A file with a key given twice (JSON allows it; the last value wins) is
+/// rewritten with that key once and every new key kept, small objects and
+/// big ones (over 16 keys the writer and the order reader use sets).
+#[test]
+fn rewriting_a_file_with_a_repeated_key_keeps_new_keys_and_writes_each_key_once() {
+    let big: Vec<String> = (0..20).map(|i| format!("\"k{i:02}\": {i}")).collect();
+    let p = Project::new()
+        .file("small.json", "{\"a\": 0, \"a\": 5}\n")
+        .file("big.json", &format!("{{{}, \"k03\": 99}}\n", big.join(", ")))
+        .file(
+            "t.rhai",
+            "for name in [\"small.json\", \"big.json\"] {\n    let s = fs::read_json(name);\n    s.added = true;\n    fs::write_json(name, s);\n}",
+        );
+    p.aloop(&["exec", "t.rhai"]).run().ok();
+    assert_eq!(p.read("small.json"), "{\n  \"a\": 5,\n  \"added\": true\n}\n");
+    let big = p.read("big.json");
+    let value: serde_json::Value = serde_json::from_str(&big).unwrap();
+    assert_eq!(value["added"], true);
+    assert_eq!(value["k03"], 99);
+    assert_eq!(big.matches("\"k03\"").count(), 1, "{big}");
+    assert!(big.find("\"k02\"").unwrap() < big.find("\"k03\"").unwrap(), "k03 keeps its first place");
+}
+
 #[test]
 fn malformed_json_is_reported_with_line_and_column_and_never_overwritten() {
     let bad = "{\n  \"a\": 1,\n  \"b\": tru\n}\n";
