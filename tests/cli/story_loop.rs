@@ -495,6 +495,44 @@ fn run_follows_priorities_out_of_file_order_and_an_agents_edit_of_prd_json() {
     assert_eq!(progress_verdicts(&p), ["REJECT", "PASS", "PASS", "PASS"]);
 }
 
+/// The README's fork: a repository copy of loop/stories whose `goes_before`
+/// puts the higher priority first changes the order of the whole run.
+#[test]
+fn a_forked_goes_before_changes_the_order_stories_run_in() {
+    let p = loop_project("prd.json");
+    p.aloop(&["script", "eject", "loop/stories"]).run().ok();
+    let path = ".loop/scripts/loop/stories.rhai";
+    let rule = "fn map.goes_before(other) { this.priority < other.priority }";
+    let forked = p.read(path);
+    assert!(forked.contains(rule), "the bundled rule is where the README says");
+    std::fs::write(
+        p.path(path),
+        forked.replace(rule, "fn map.goes_before(other) { this.priority > other.priority }"),
+    )
+    .unwrap();
+    p.aloop(&["trust"]).run().ok();
+    let out = run_with(
+        &p,
+        &["run"],
+        json!([
+            builds("US-003", "c.txt"),
+            passes(),
+            builds("US-002", "b.txt"),
+            passes(),
+            builds("US-001", "a.txt"),
+            passes()
+        ]),
+    )
+    .ok();
+    let order: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("Iteration "))
+        .filter_map(|l| l.split(" — ").nth(1)?.split(':').next())
+        .collect();
+    assert_eq!(order, ["US-003", "US-002", "US-001"], "{}", out.stderr);
+}
+
 /// loop/stories from a script of one's own: methods called from outside the
 /// module after the module called them itself still see the whole module.
 #[test]
