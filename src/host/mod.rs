@@ -104,6 +104,18 @@ pub fn register(engine: &mut Engine, host: &SharedHost) {
         engine.register_static_module(name, module.into());
     }
     engine.register_type_with_name::<fs::Lock>("Lock").register_fn("release", fs::Lock::release);
+    // `list.join(sep)`: the items as text with `sep` between them (Rhai has
+    // no join of its own, and every workflow builds lines and lists).
+    engine.register_fn("join", |items: &mut rhai::Array, sep: &str| -> String {
+        let mut out = String::new();
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push_str(sep);
+            }
+            out.push_str(&item.to_string());
+        }
+        out
+    });
     // `exit(code)` ends the script with that exit code; `fail(message)` and
     // `fail(message, code)` end it with an error message (exit 1 by default).
     engine.register_fn("exit", |code: i64| -> Fallible<()> { Err(exit_request(code, String::new())) });

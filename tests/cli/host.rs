@@ -22,6 +22,7 @@ fn fs_json_and_tpl_primitives_work_on_real_files() {
         "removed=true,false",
         "parse=3",
         "stringify={\"x\":[true,null]}",
+        "join=a, 1, true, ||b.json/sub",
         "render=Hi Ann <b&>",
         "tpl.exists=true,false",
         "tpl=Hello, world!",
