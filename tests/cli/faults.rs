@@ -143,15 +143,9 @@ fn a_full_disk_during_a_write_gives_a_clear_error_and_keeps_the_old_file() {
     let p = Project::new()
         .file("state.json", "{\"old\": true}\n")
         .file("big.rhai", "let s = \"0123456789abcdef\";\nfor i in 0..14 { s += s; }\nfs::write_json(\"state.json\", #{ data: s });");
-    let exe = env!("CARGO_BIN_EXE_aloop");
     // `ulimit -f` caps the size of any file the process writes (in KiB
     // blocks): the 256 KiB write fails like a full disk would.
-    let out = std::process::Command::new("bash")
-        .args(["-c", &format!("ulimit -f 64; exec '{exe}' exec big.rhai")])
-        .current_dir(p.root())
-        .env("ALOOP_HOME", p.home())
-        .output()
-        .unwrap();
+    let out = p.shell("ulimit -f 64; exec \"$ALOOP\" exec big.rhai");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("writing state.json: File too large"), "{stderr}");
@@ -172,13 +166,7 @@ fn a_verdict_that_cannot_be_written_is_not_remembered() {
         .fixture("loop/prd.json", ".loop/prd.json")
         .fixture("faults/record_on_full_disk.rhai", "record.rhai");
     let before = p.read(".loop/prd.json");
-    let exe = env!("CARGO_BIN_EXE_aloop");
-    let out = std::process::Command::new("bash")
-        .args(["-c", &format!("ulimit -f 64; exec '{exe}' exec record.rhai")])
-        .current_dir(p.root())
-        .env("ALOOP_HOME", p.home())
-        .output()
-        .unwrap();
+    let out = p.shell("ulimit -f 64; exec \"$ALOOP\" exec record.rhai");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("write failed: writing .loop/prd.json: File too large"), "{stdout}");

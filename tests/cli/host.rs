@@ -267,13 +267,7 @@ extern "C" {
 #[test]
 fn broken_pipe_on_stdout_is_not_an_error() {
     let p = Project::new().file("many.rhai", "for i in 0..100000 { print(`line ${i}`); }");
-    let exe = env!("CARGO_BIN_EXE_aloop");
-    let out = std::process::Command::new("bash")
-        .args(["-c", &format!("'{exe}' exec many.rhai | head -1; echo \"status=${{PIPESTATUS[0]}}\"")])
-        .current_dir(p.root())
-        .env("ALOOP_HOME", p.home())
-        .output()
-        .unwrap();
+    let out = p.shell("\"$ALOOP\" exec many.rhai | head -1; echo \"status=${PIPESTATUS[0]}\"");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("line 0\nstatus=0"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
 }

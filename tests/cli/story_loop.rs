@@ -83,6 +83,15 @@ fn rejects(reason: &str) -> Value {
     json!({"text": format!("<verdict>REJECT</verdict>\n<rejection_reason>{reason}</rejection_reason>")})
 }
 
+/// The story of each "Iteration i/n — ID: title" line, in order.
+fn iteration_order(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("Iteration "))
+        .filter_map(|l| l.split(" — ").nth(1)?.split(':').next())
+        .collect()
+}
+
 fn progress_verdicts(p: &Project) -> Vec<String> {
     p.read(".loop/progress.md")
         .lines()
@@ -480,12 +489,7 @@ fn run_follows_priorities_out_of_file_order_and_an_agents_edit_of_prd_json() {
         ]),
     )
     .ok();
-    let order: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("Iteration "))
-        .filter_map(|l| l.split(" — ").nth(1)?.split(':').next())
-        .collect();
+    let order = iteration_order(&out.stderr);
     assert_eq!(order, ["US-002", "US-002", "US-001", "US-004"], "{}", out.stderr);
     assert!(out.stderr.contains("Stories: 4/4 complete, 0 blocked"), "{}", out.stderr);
     let prd = json_file(&p, ".loop/prd.json");
@@ -524,12 +528,7 @@ fn a_forked_goes_before_changes_the_order_stories_run_in() {
         ]),
     )
     .ok();
-    let order: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("Iteration "))
-        .filter_map(|l| l.split(" — ").nth(1)?.split(':').next())
-        .collect();
+    let order = iteration_order(&out.stderr);
     assert_eq!(order, ["US-003", "US-002", "US-001"], "{}", out.stderr);
 }
 

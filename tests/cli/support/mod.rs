@@ -115,6 +115,18 @@ impl Project {
         files
     }
 
+    /// A bash command line in the project root, for what a plain run cannot
+    /// set up (ulimits, pipes); `"$ALOOP"` is the binary under test.
+    pub fn shell(&self, script: &str) -> std::process::Output {
+        Command::new("bash")
+            .args(["-c", script])
+            .current_dir(self.root())
+            .env("ALOOP", env!("CARGO_BIN_EXE_aloop"))
+            .env("ALOOP_HOME", self.home())
+            .output()
+            .unwrap()
+    }
+
     /// A run of `aloop` in the project root.
     pub fn aloop(&self, args: &[&str]) -> Run {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_aloop"));
