@@ -19,6 +19,11 @@ pub fn parse<'a, T: serde::Deserialize<'a>>(name: &str, text: &'a str) -> Result
     })
 }
 
+/// Up to this many keys an object's keys are searched one by one; past it,
+/// in a set (state objects have a handful of keys, a big one must not go
+/// quadratic).
+const LINEAR_SCAN_KEYS: usize = 16;
+
 /// The key order of a JSON document and nothing else: what rewriting a file
 /// needs to keep its layout, without building the old document's values.
 /// Keys borrow from the document's text where they can.
@@ -39,12 +44,12 @@ impl<'de> serde::Deserialize<'de> for KeyOrder<'de> {
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<KeyOrder<'de>, A::Error> {
                 let mut keys: Vec<(Cow<'de, str>, KeyOrder<'de>)> = Vec::new();
                 // A key given twice keeps its first place, once: the writer
-                // counts on each key being listed once. A set only for big
-                // objects, as in the writer.
+                // counts on each key being listed once (a set past
+                // LINEAR_SCAN_KEYS).
                 let mut seen: Option<std::collections::HashSet<Cow<'de, str>>> = None;
                 while let Some(key) = map.next_key_seed(KeySeed)? {
                     let order = map.next_value::<KeyOrder>()?;
-                    if keys.len() == 16 {
+                    if keys.len() == LINEAR_SCAN_KEYS {
                         seen = Some(keys.iter().map(|(k, _)| k.clone()).collect());
                     }
                     let repeated = match &mut seen {
@@ -145,10 +150,8 @@ impl serde::Serialize for AsJson<'_> {
             if kept == map.len() {
                 return out.end();
             }
-            // A linear scan is fastest for the handful of keys state objects
-            // have; a set keeps a big object from going quadratic.
-            let old_set: Option<std::collections::HashSet<&str>> =
-                (old_keys.len() > 16).then(|| old_keys.iter().map(|(k, _)| k.as_ref()).collect());
+            let old_set: Option<std::collections::HashSet<&str>> = (old_keys.len() > LINEAR_SCAN_KEYS)
+                .then(|| old_keys.iter().map(|(k, _)| k.as_ref()).collect());
             let is_old = |key: &str| match &old_set {
                 Some(set) => set.contains(key),
                 None => old_keys.iter().any(|(old, _)| old.as_ref() == key),
