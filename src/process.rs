@@ -318,7 +318,7 @@ pub fn read_pieces(pipe: impl Read, max_line: usize, mut emit: impl FnMut(Piece)
             }
             return Ok(());
         }
-        let (chunk, newline) = match buf.iter().position(|&b| b == b'\n') {
+        let (chunk, newline) = match memchr::memchr(b'\n', buf) {
             Some(i) => (&buf[..i], Some(i)),
             None => (buf, None),
         };

@@ -16,6 +16,7 @@
 
 mod live;
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -165,9 +166,10 @@ impl Adapter {
     /// JSON object line as a map, any other line (blank ones included) as
     /// it is.
     fn parse(&mut self, host: &SharedHost, engine: &Engine, line: &[u8]) -> Fallible<Vec<Map>> {
-        let text = String::from_utf8_lossy(line);
+        let text = lossy_text(line);
         let event = if text.trim_start().starts_with('{') {
-            serde_json::from_str::<Dynamic>(&text).unwrap_or_else(|_| text.as_ref().into())
+            serde_json::from_str::<super::json::RhaiValue>(&text)
+                .map_or_else(|_| text.as_ref().into(), |v| v.0)
         } else {
             text.as_ref().into()
         };
@@ -331,14 +333,15 @@ struct Tail {
 
 impl Tail {
     fn push(&mut self, stream: Stream, bytes: &[u8], cut: bool) {
-        let text = String::from_utf8_lossy(bytes);
+        // The first TAIL_LINE characters lie in the first 4 × TAIL_LINE bytes.
+        let text = lossy_text(&bytes[..bytes.len().min(4 * TAIL_LINE)]);
         // The first TAIL_LINE characters; a line of no more bytes has no more.
         let end = match text.len() <= TAIL_LINE {
             true => text.len(),
             false => text.char_indices().nth(TAIL_LINE).map_or(text.len(), |(at, _)| at),
         };
         let mut line = text[..end].to_string();
-        if cut || end < text.len() {
+        if cut || end < text.len() || bytes.len() > 4 * TAIL_LINE {
             line.push_str(" …[line cut]");
         }
         if stream == Stream::Stderr && !line.trim().is_empty() {
@@ -367,6 +370,15 @@ impl Tail {
     }
 }
 
+/// Output bytes as text, invalid UTF-8 replaced; checking valid text first
+/// is several times faster than `from_utf8_lossy` on its own.
+fn lossy_text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 /// Appends `text` to a buffer that keeps about its last `MAX_TEXT` bytes
 /// (never more than twice that; trimmed in one move when it gets there, so a
 /// flood of small pieces costs linear time).
@@ -390,8 +402,9 @@ fn last_part(text: &str) -> &str {
     &text[cut..]
 }
 
-fn string(map: &Map, key: &str) -> Option<String> {
-    map.get(key).filter(|v| v.is_string()).map(|v| v.to_string())
+/// A text field of an event (a shared string: no copy).
+fn string(map: &Map, key: &str) -> Option<ImmutableString> {
+    map.get(key)?.clone().into_immutable_string().ok()
 }
 
 fn number(map: &Map, key: &str) -> Option<f64> {
@@ -426,7 +439,9 @@ impl Collector {
     fn event(&mut self, event: &Map, view: &mut View) {
         let kind = string(event, "kind").unwrap_or_default();
         match kind.as_str() {
-            "init" => self.session_id = string(event, "session_id").or(self.session_id.take()),
+            "init" => {
+                self.session_id = string(event, "session_id").map(String::from).or(self.session_id.take())
+            }
             "text" => {
                 let text = string(event, "text").unwrap_or_default();
                 let delta = flag(event, "delta");
@@ -453,7 +468,7 @@ impl Collector {
             "error" => {
                 let text = string(event, "text").unwrap_or_else(|| "unknown error".into());
                 view.note(&format!("error: {text}"));
-                self.error = Some(text);
+                self.error = Some(text.into());
             }
             "result" => {
                 if let Some(text) = string(event, "text").filter(|t| !t.is_empty()) {
@@ -461,7 +476,8 @@ impl Collector {
                 }
                 if flag(event, "is_error") {
                     self.result_error = true;
-                    let message = string(event, "error").or_else(|| self.result_text.clone());
+                    let message =
+                        string(event, "error").map(String::from).or_else(|| self.result_text.clone());
                     if let Some(message) = message {
                         view.note(&format!("error: {message}"));
                         self.error = Some(message);
@@ -515,6 +531,7 @@ fn result_map(name: &str, outcome: Outcome, collected: &Collector, start: Instan
 
 fn not_found(adapter: &mut Adapter, host: &SharedHost, engine: &Engine, program: &str) -> Fallible<Outcome> {
     let hint = string(&adapter.describe(host, engine)?, "install_hint")
+        .map(String::from)
         .unwrap_or_else(|| format!("install '{program}' and put it on PATH"));
     Ok(Outcome {
         status: "not_found",
@@ -644,7 +661,7 @@ fn which(host: &SharedHost, engine: &Engine, name: &str) -> Fallible<Map> {
     let mut adapter = Adapter::load(host, engine, name)?;
     let describe = adapter.describe(host, engine)?;
     let program = match string(&describe, "program") {
-        Some(program) => program,
+        Some(program) => program.to_string(),
         None => {
             let mut probe = Map::new();
             probe.insert("prompt".into(), "".into());
@@ -654,6 +671,7 @@ fn which(host: &SharedHost, engine: &Engine, name: &str) -> Fallible<Map> {
     };
     let path = resolve_program(&program, &host.roots.project);
     let hint = string(&describe, "install_hint")
+        .map(String::from)
         .unwrap_or_else(|| format!("install '{program}' and put it on PATH"));
     let version_args = match describe.get("version_args") {
         Some(v) if v.is_array() => v.clone(),

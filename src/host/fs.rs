@@ -35,7 +35,7 @@ fn read(host: &SharedHost, path: &str) -> Fallible<String> {
 /// `path:line:col`, and nothing is changed.
 fn read_json(host: &SharedHost, path: &str) -> Fallible<Dynamic> {
     let text = read(host, path)?;
-    json::parse::<Dynamic>(path, &text).map_err(raise)
+    json::parse_value(path, &text).map_err(raise)
 }
 
 fn write_bytes(host: &SharedHost, path: &str, bytes: &[u8]) -> Fallible<()> {

@@ -1,12 +1,15 @@
 //! `json::` — parse, stringify, pretty; and the conversions between Rhai
 //! values and JSON that `fs::`, `tpl::` and `agent::` share.
 
+mod decode;
+
 use std::borrow::Cow;
 
 use rhai::{Dynamic, Module};
 use serde_json::Value;
 
 use super::{raise, Fallible};
+pub use decode::RhaiValue;
 
 /// Parses JSON text into any deserializable type; errors carry
 /// `name:line:col`.
@@ -17,6 +20,11 @@ pub fn parse<'a, T: serde::Deserialize<'a>>(name: &str, text: &'a str) -> Result
         column: e.column(),
         message: e.to_string().split(" at line ").next().unwrap_or_default().to_string(),
     })
+}
+
+/// Parses JSON text into a Rhai value; errors carry `name:line:col`.
+pub fn parse_value(name: &str, text: &str) -> Result<Dynamic, crate::error::HostError> {
+    parse::<RhaiValue>(name, text).map(|RhaiValue(value)| value)
 }
 
 /// Up to this many keys an object's keys are searched one by one; past it,
@@ -199,10 +207,10 @@ fn not_json(e: serde_json::Error) -> Box<rhai::EvalAltResult> {
 pub fn module() -> Module {
     let mut m = Module::new();
     // json::parse(text) -> value; errors name line and column.
-    primitive!(m, "parse", |text: &str| parse::<Dynamic>("json text", text).map_err(raise));
+    primitive!(m, "parse", |text: &str| parse_value("json text", text).map_err(raise));
     // json::parse(text, name) -> value; errors say `name:line:col` (e.g. the
     // file the text was read from).
-    primitive!(m, "parse", |text: &str, name: &str| parse::<Dynamic>(name, text).map_err(raise));
+    primitive!(m, "parse", |text: &str, name: &str| parse_value(name, text).map_err(raise));
     // json::stringify(value) -> one-line JSON.
     primitive!(m, "stringify", |value: Dynamic| to_json(&value));
     // json::pretty(value) -> indented JSON.

@@ -21,6 +21,7 @@ fn fs_json_and_tpl_primitives_work_on_real_files() {
         "list=[\"a.txt\", \"b.json\", \"sub\"]",
         "removed=true,false",
         "parse=3",
+        "parse.values=f64,i64,f64,a\"b,true,true,3,map,2",
         "stringify={\"x\":[true,null]}",
         "join=a, 1, true, ||b.json/sub",
         "render=Hi Ann <b&>",

@@ -49,6 +49,9 @@ impl View {
 
     /// The agent started a tool.
     pub fn tool(&mut self, tool: &str, summary: &str) {
+        if matches!(self, View::None) {
+            return;
+        }
         let summary = shorten(summary);
         let shown = if summary.is_empty() { tool.to_string() } else { format!("{tool}: {summary}") };
         match self {
