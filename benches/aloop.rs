@@ -11,6 +11,7 @@
 //!
 //! The results are printed as a Markdown table (see BENCHMARKS.md).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,6 +26,10 @@ impl Bench {
     fn new() -> Self {
         let dir = tempfile::Builder::new().prefix("aloop-bench-").tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        // The fake `claude` of the streaming benchmark, first on PATH.
+        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/fixtures");
+        std::fs::copy(fixtures.join("claude"), dir.path().join("bin/claude")).unwrap();
         Bench { dir }
     }
 
@@ -37,13 +42,7 @@ impl Bench {
         let root = self.dir.path().join(name);
         std::fs::create_dir_all(root.join(".loop/scripts/agents")).unwrap();
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/fixtures");
-        for adapter in ["instant", "cat"] {
-            std::fs::copy(
-                fixtures.join(format!("{adapter}.rhai")),
-                root.join(format!(".loop/scripts/agents/{adapter}.rhai")),
-            )
-            .unwrap();
-        }
+        std::fs::copy(fixtures.join("instant.rhai"), root.join(".loop/scripts/agents/instant.rhai")).unwrap();
         std::fs::copy(fixtures.join("stream.rhai"), root.join("stream.rhai")).unwrap();
         let list: Vec<String> = (1..=stories)
             .map(|i| {
@@ -69,6 +68,10 @@ impl Bench {
             .current_dir(dir)
             .env("ALOOP_HOME", self.home())
             .env("NO_COLOR", "1")
+            .env(
+                "PATH",
+                format!("{}:{}", self.dir.path().join("bin").display(), std::env::var("PATH").unwrap()),
+            )
             .env("GIT_AUTHOR_NAME", "b")
             .env("GIT_AUTHOR_EMAIL", "b@b")
             .env("GIT_COMMITTER_NAME", "b")
@@ -206,43 +209,93 @@ fn main() {
 
     if wanted("stream") {
         let root = bench.project("stream", 1);
-        let events = root.join("events.ndjson");
-        let line = "{\"type\":\"assistant\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"Reading the module and its tests to see how errors are reported before I change anything.\"}],\"usage\":{\"input_tokens\":1200,\"output_tokens\":60}},\"session_id\":\"bench\"}\n";
-        let tool = "{\"type\":\"assistant\",\"message\":{\"id\":\"msg_2\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"Bash\",\"input\":{\"command\":\"cargo test --quiet\",\"description\":\"Run the tests\"}}]},\"session_id\":\"bench\"}\n";
-        let result = "{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"done\",\"total_cost_usd\":0.5,\"usage\":{\"input_tokens\":10,\"output_tokens\":10}}\n";
-        // Written piece by piece: a 100 MB buffer in this process would be
-        // counted in the peak memory of the child forked from it.
-        let target = 100 * 1024 * 1024;
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&events).unwrap());
-        let mut written = 0;
-        while written < target {
-            std::io::Write::write_all(&mut file, line.as_bytes()).unwrap();
-            std::io::Write::write_all(&mut file, tool.as_bytes()).unwrap();
-            written += line.len() + tool.len();
+        for (workload, events) in [
+            ("≈ 220-byte events", small_events as fn(&mut dyn Write, usize) -> usize),
+            ("recorded-like session, 2.5 KB lines", recorded_session),
+        ] {
+            let path = root.join("events.ndjson");
+            // Written piece by piece: a 100 MB buffer in this process would be
+            // counted in the peak memory of the child forked from it.
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+            let written = events(&mut file, 100 * 1024 * 1024);
+            drop(file);
+            let cat_start = Instant::now();
+            Command::new("cat").arg(&path).stdout(Stdio::null()).status().unwrap();
+            let cat_time = cat_start.elapsed();
+            let start = Instant::now();
+            let (code, stdout, peak) =
+                run_with_peak_rss(bench.command(&root, &[ALOOP, "exec", "stream.rhai"]));
+            let elapsed = start.elapsed();
+            assert_eq!(code, 0, "streaming failed: {stdout}");
+            assert!(stdout.contains("\"status\":\"ok\""), "{stdout}");
+            let mb = written as f64 / (1024.0 * 1024.0);
+            let rate = mb / elapsed.saturating_sub(cat_time).as_secs_f64();
+            rows.push((
+                format!("stream {mb:.0} MB of stream-json through the claude adapter ({workload})"),
+                format!("{rate:.0} MB/s"),
+                format!("{} in all; peak RSS of aloop {peak:.1} MB; targets ≥ 50 MB/s, < 30 MB", ms(elapsed)),
+            ));
         }
-        std::io::Write::write_all(&mut file, result.as_bytes()).unwrap();
-        drop(file);
-        let cat_start = Instant::now();
-        Command::new("cat").arg(&events).stdout(Stdio::null()).status().unwrap();
-        let cat_time = cat_start.elapsed();
-        let start = Instant::now();
-        let file = format!("file={}", events.display());
-        let (code, stdout, peak) =
-            run_with_peak_rss(bench.command(&root, &[ALOOP, "exec", "stream.rhai", &file]));
-        let elapsed = start.elapsed();
-        assert_eq!(code, 0, "streaming failed: {stdout}");
-        assert!(stdout.contains("\"status\":\"ok\""), "{stdout}");
-        let mb = written as f64 / (1024.0 * 1024.0);
-        let rate = mb / elapsed.saturating_sub(cat_time).as_secs_f64();
-        rows.push((
-            format!("stream {mb:.0} MB of stream-json through the claude parser"),
-            format!("{rate:.0} MB/s"),
-            format!("{} in all; peak RSS of aloop {peak:.1} MB; targets ≥ 50 MB/s, < 30 MB", ms(elapsed)),
-        ));
     }
 
     println!("| benchmark | result | notes |\n| --- | --- | --- |");
     for (name, result, notes) in rows {
         println!("| {name} | {result} | {notes} |");
     }
+}
+
+/// Writes at least `size` bytes of small stream-json events (a line of text,
+/// a tool call) and a result; returns the bytes written.
+fn small_events(out: &mut dyn Write, size: usize) -> usize {
+    let text = r#"{"type":"assistant","message":{"id":"msg_1","type":"message","role":"assistant","content":[{"type":"text","text":"Reading the module and its tests to see how errors are reported before I change anything."}],"usage":{"input_tokens":1200,"output_tokens":60}},"session_id":"bench"}"#;
+    let tool = r#"{"type":"assistant","message":{"id":"msg_2","type":"message","role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"Bash","input":{"command":"cargo test --quiet","description":"Run the tests"}}]},"session_id":"bench"}"#;
+    let mut written = 0;
+    while written < size {
+        writeln!(out, "{text}\n{tool}").unwrap();
+        written += text.len() + tool.len() + 2;
+    }
+    written + write_result(out)
+}
+
+/// Writes at least `size` bytes of a Claude Code session with lines like real
+/// ones (text, tool calls, tool results of a few KB; 2.5 KB on average).
+fn recorded_session(out: &mut dyn Write, size: usize) -> usize {
+    let words =
+        ["the", "quick", "cargo", "test", "build", "error", "fn", "impl", "struct", "let", "mut", "warning"];
+    let mut seed = 7u64;
+    let mut next = move |n: u64| {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    let mut text =
+        |n: u64| (0..n).map(|_| words[next(words.len() as u64) as usize]).collect::<Vec<_>>().join(" ");
+    let usage = r#""usage":{"input_tokens":4,"cache_creation_input_tokens":1200,"cache_read_input_tokens":30000,"output_tokens":150}"#;
+    let init = r#"{"type":"system","subtype":"init","cwd":"/w","session_id":"s","model":"m"}"#;
+    writeln!(out, "{init}").unwrap();
+    let mut written = init.len() + 1;
+    while written < size {
+        let line = match text(3).len() % 3 {
+            0 => format!(
+                r#"{{"type":"assistant","message":{{"role":"assistant","content":[{{"type":"text","text":"{}"}}]}},{usage},"session_id":"s"}}"#,
+                text(50)
+            ),
+            1 => format!(
+                r#"{{"type":"assistant","message":{{"role":"assistant","content":[{{"type":"tool_use","id":"t","name":"Bash","input":{{"command":"cargo test {}"}}}}]}},{usage},"session_id":"s"}}"#,
+                text(3)
+            ),
+            _ => format!(
+                r#"{{"type":"user","message":{{"role":"user","content":[{{"type":"tool_result","tool_use_id":"t","content":"{}","is_error":false}}]}},{usage},"session_id":"s"}}"#,
+                text(700)
+            ),
+        };
+        writeln!(out, "{line}").unwrap();
+        written += line.len() + 1;
+    }
+    written + write_result(out)
+}
+
+fn write_result(out: &mut dyn Write) -> usize {
+    let result = r#"{"type":"result","subtype":"success","is_error":false,"result":"done","total_cost_usd":0.5,"usage":{"input_tokens":10,"output_tokens":10}}"#;
+    writeln!(out, "{result}").unwrap();
+    result.len() + 1
 }
