@@ -2,9 +2,10 @@
 //! code that loads, compiles and runs a script.
 //!
 //! Limits are always on, bundled scripts included: call depth, expression
-//! depth, string/array/map sizes, and an operation budget between blocking
-//! calls (so a busy loop ends with an error while a long `watch` that sleeps
-//! between cycles does not). `eval` is disabled and variables are strict.
+//! depth, the memory held in big blocks (`memory`), and an operation budget
+//! between blocking calls (so a busy loop ends with an error while a long
+//! `watch` that sleeps between cycles does not). `eval` is disabled and
+//! variables are strict.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -28,6 +29,13 @@ const DEFAULT_OPERATION_BUDGET: u64 = 50_000_000;
 const OPERATIONS_AFTER_INTERRUPT: u64 = 20_000_000;
 /// How many operations pass between two looks at Ctrl-C and the budget.
 const PROGRESS_EVERY: u64 = 256;
+/// MiB a run may hold in big blocks (strings, lists, file contents), unless
+/// `ALOOP_MAX_MEMORY_MB` says otherwise.
+const DEFAULT_MEMORY_BUDGET_MB: usize = 1024;
+
+/// What stops a script that holds more memory than its budget.
+#[derive(Debug, Clone)]
+struct OverMemory;
 
 /// Everything the primitives share for one run of `aloop`.
 pub struct Host {
@@ -46,6 +54,8 @@ pub struct Host {
     last_operations: Cell<u64>,
     budget: u64,
     budget_start: Cell<u64>,
+    /// Bytes the process may hold in big blocks (see `memory`).
+    memory_budget: usize,
     interrupted_at: Cell<Option<u64>>,
 }
 
@@ -71,6 +81,11 @@ impl Host {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(DEFAULT_OPERATION_BUDGET),
             budget_start: Cell::new(0),
+            memory_budget: std::env::var("ALOOP_MAX_MEMORY_MB")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(DEFAULT_MEMORY_BUDGET_MB)
+                .saturating_mul(1024 * 1024),
             interrupted_at: Cell::new(None),
         })
     }
@@ -223,6 +238,11 @@ impl Host {
         }
         let message = match err {
             EvalAltResult::ErrorRuntime(value, _) => runtime_message(value),
+            EvalAltResult::ErrorTerminated(token, _) if token.is::<OverMemory>() => format!(
+                "the script held more than {} MiB in strings and lists (one growing without end?); \
+                 ALOOP_MAX_MEMORY_MB raises the limit",
+                self.memory_budget / (1024 * 1024)
+            ),
             EvalAltResult::ErrorTerminated(..) => format!(
                 "the script ran {} operations without waiting on anything (an endless loop?); \
                  ALOOP_MAX_OPERATIONS raises the limit",
@@ -306,9 +326,15 @@ pub fn new_engine(host: &SharedHost) -> Engine {
         .set_strict_variables(true)
         .disable_symbol("eval");
     let progress_host = Rc::downgrade(host);
+    let memory_budget = host.memory_budget;
     engine.on_progress(move |ops| {
-        // Rhai calls this for every operation; looking every 256th is soon
-        // enough for Ctrl-C and the budget, and cost a tenth of `aloop status`.
+        // Memory is looked at after every operation: a string that doubles
+        // each time needs only a few dozen to take gigabytes.
+        if crate::memory::big_bytes() > memory_budget {
+            return Some(Dynamic::from(OverMemory));
+        }
+        // Looking every 256th operation is soon enough for Ctrl-C and the
+        // budget, and looking at every one cost a tenth of `aloop status`.
         if ops % PROGRESS_EVERY != 0 {
             return None;
         }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod host;
 pub mod lookup;
 pub mod manifest;
+pub mod memory;
 pub mod paths;
 pub mod process;
 pub mod trust;

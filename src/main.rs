@@ -2,9 +2,10 @@ use std::process::ExitCode;
 
 // mimalloc frees and allocates the many small maps of a big prd.json about
 // twice as fast as glibc (BENCHMARKS.md); its v2 without transparent huge
-// pages starts as fast as glibc.
+// pages starts as fast as glibc. Its big blocks are counted for the scripts'
+// memory budget.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: aloop::memory::Counting<mimalloc::MiMalloc> = aloop::memory::Counting(mimalloc::MiMalloc);
 
 fn main() -> ExitCode {
     aloop::cancel::install();

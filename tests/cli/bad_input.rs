@@ -126,6 +126,16 @@ fn host_cases() -> Vec<Case> {
                 "l.rhai:1:",
             )
         },
+        Case {
+            env: &[("ALOOP_MAX_MEMORY_MB", "64")],
+            ..case(
+                "a string that grows without end",
+                |p| script(p, "m.rhai", "let s = \"x\";\nloop {\n    s += s;\n}\n"),
+                &["exec", "m.rhai"],
+                1,
+                "m.rhai:3:7: the script held more than 64 MiB in strings and lists",
+            )
+        },
         case(
             "deep recursion",
             |p| script(p, "d.rhai", "fn d(n) { d(n + 1) }\nd(0);"),
