@@ -5,8 +5,9 @@
 //!   against a hello-world Rust binary built on the spot;
 //! - loop overhead per iteration with an instant agent (generator and
 //!   evaluator), over 200 stories and over 10,000 stories;
-//! - streaming 100 MB of stream-json through the claude adapter's parser,
-//!   with the peak memory of the aloop process;
+//! - streaming 100 MB of stream-json through the bundled claude adapter
+//!   (small events, and a session with lines like real ones), with the peak
+//!   memory of the aloop process;
 //! - `iterate run --dry-run` end to end.
 //!
 //! The results are printed as a Markdown table (see BENCHMARKS.md).
