@@ -23,7 +23,7 @@ pub fn run(argv: Vec<OsString>) -> Result<i32> {
     let home = paths::aloop_home();
     let roots = Roots::new(&project, &home).with_context(|| format!("opening {}", project.display()))?;
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    let host = Host::new(roots, interactive);
+    let host = Host::new(roots, interactive)?;
     let manifest = match Manifest::load(&host.lookup) {
         Ok(manifest) => manifest,
         // A broken command manifest must not lock the user out of the

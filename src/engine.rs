@@ -17,7 +17,7 @@ use rhai::packages::{Package, StandardPackage};
 use rhai::{Dynamic, Engine, EvalAltResult, Map, Module, ModuleResolver, Position, Scope, AST};
 
 use crate::cancel;
-use crate::error::{HostError, Interrupted, ScriptExit};
+use crate::error::{HostError, Interrupted, ScriptExit, UsageError};
 use crate::lookup::{Found, Kind, Layer, Lookup};
 use crate::paths::Roots;
 use crate::trust::{Status, Trust};
@@ -32,6 +32,16 @@ const PROGRESS_EVERY: u64 = 256;
 /// MiB a run may hold in big blocks (strings, lists, file contents), unless
 /// `ALOOP_MAX_MEMORY_MB` says otherwise.
 const DEFAULT_MEMORY_BUDGET_MB: usize = 1024;
+
+/// A limit from the environment, or `default` when it is unset or empty.
+fn limit_from_env(name: &str, default: u64) -> Result<u64> {
+    match std::env::var(name) {
+        Ok(text) if !text.trim().is_empty() => text.trim().parse().map_err(|_| {
+            UsageError(format!("{name}='{text}' is not a whole number (leave it unset for {default})")).into()
+        }),
+        _ => Ok(default),
+    }
+}
 
 /// What stops a script that holds more memory than its budget.
 #[derive(Debug, Clone)]
@@ -62,10 +72,13 @@ pub struct Host {
 pub type SharedHost = Rc<Host>;
 
 impl Host {
-    pub fn new(roots: Roots, interactive: bool) -> SharedHost {
+    /// Fails when a limit set in the environment is not a whole number.
+    pub fn new(roots: Roots, interactive: bool) -> Result<SharedHost> {
         let lookup = Lookup::new(&roots.loop_dir(), &roots.home);
         let trust = Trust::new(&roots.home);
-        Rc::new(Host {
+        let budget = limit_from_env("ALOOP_MAX_OPERATIONS", DEFAULT_OPERATION_BUDGET)?;
+        let memory_mb = limit_from_env("ALOOP_MAX_MEMORY_MB", DEFAULT_MEMORY_BUDGET_MB as u64)?;
+        Ok(Rc::new(Host {
             roots,
             lookup,
             trust,
@@ -76,18 +89,11 @@ impl Host {
             compiled: RefCell::default(),
             modules: RefCell::default(),
             last_operations: Cell::new(0),
-            budget: std::env::var("ALOOP_MAX_OPERATIONS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(DEFAULT_OPERATION_BUDGET),
+            budget,
             budget_start: Cell::new(0),
-            memory_budget: std::env::var("ALOOP_MAX_MEMORY_MB")
-                .ok()
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(DEFAULT_MEMORY_BUDGET_MB)
-                .saturating_mul(1024 * 1024),
+            memory_budget: usize::try_from(memory_mb).unwrap_or(usize::MAX).saturating_mul(1024 * 1024),
             interrupted_at: Cell::new(None),
-        })
+        }))
     }
 
     /// Starts a new operation budget; called by every blocking primitive.

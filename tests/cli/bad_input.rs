@@ -246,6 +246,16 @@ fn host_cases() -> Vec<Case> {
             1,
             "no prompt template named 'no/such'",
         ),
+        Case {
+            env: &[("ALOOP_MAX_OPERATIONS", "lots")],
+            ..case(
+                "a limit that is not a number",
+                |p| script(p, "ok.rhai", "1;"),
+                &["exec", "ok.rhai"],
+                2,
+                "ALOOP_MAX_OPERATIONS='lots' is not a whole number",
+            )
+        },
         case(
             "a bad clock override",
             |p| script(p, "c.rhai", "time::now();"),
