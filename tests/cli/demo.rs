@@ -20,6 +20,10 @@ fn the_demo_runs_three_stories_to_passing_with_a_rejection_and_a_fix() {
     }
     let demo_root = p.home().join("demo");
     let project = std::fs::read_dir(&demo_root).unwrap().next().unwrap().unwrap().path();
+    // The recordings' paths are shown where the edits really happened.
+    let edited = format!("→ Edit: {}/temp.sh", project.display());
+    assert!(out.stderr.contains(&edited), "missing {edited:?}:\n{}", out.stderr);
+    assert!(!out.stderr.contains("/home/dev/temp"), "{}", out.stderr);
     let git = |args: &[&str]| {
         let out = std::process::Command::new("git").args(args).current_dir(&project).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
