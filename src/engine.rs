@@ -31,7 +31,7 @@ const OPERATIONS_AFTER_INTERRUPT: u64 = 20_000_000;
 const PROGRESS_EVERY: u64 = 256;
 /// MiB a run may hold in big blocks (strings, lists, file contents), unless
 /// `ALOOP_MAX_MEMORY_MB` says otherwise.
-const DEFAULT_MEMORY_BUDGET_MB: usize = 1024;
+const DEFAULT_MEMORY_BUDGET_MB: u64 = 1024;
 
 /// A limit from the environment, or `default` when it is unset or empty.
 fn limit_from_env(name: &str, default: u64) -> Result<u64> {
@@ -77,7 +77,7 @@ impl Host {
         let lookup = Lookup::new(&roots.loop_dir(), &roots.home);
         let trust = Trust::new(&roots.home);
         let budget = limit_from_env("ALOOP_MAX_OPERATIONS", DEFAULT_OPERATION_BUDGET)?;
-        let memory_mb = limit_from_env("ALOOP_MAX_MEMORY_MB", DEFAULT_MEMORY_BUDGET_MB as u64)?;
+        let memory_mb = limit_from_env("ALOOP_MAX_MEMORY_MB", DEFAULT_MEMORY_BUDGET_MB)?;
         Ok(Rc::new(Host {
             roots,
             lookup,
@@ -91,7 +91,7 @@ impl Host {
             last_operations: Cell::new(0),
             budget,
             budget_start: Cell::new(0),
-            memory_budget: usize::try_from(memory_mb).unwrap_or(usize::MAX).saturating_mul(1024 * 1024),
+            memory_budget: usize::try_from(memory_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX),
             interrupted_at: Cell::new(None),
         }))
     }

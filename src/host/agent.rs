@@ -333,9 +333,9 @@ struct Tail {
 
 impl Tail {
     fn push(&mut self, stream: Stream, bytes: &[u8], cut: bool) {
-        // The first TAIL_LINE characters lie in the first 4 × TAIL_LINE bytes.
+        // The first TAIL_LINE characters, which lie in the first 4 × TAIL_LINE
+        // bytes (a line of no more bytes has no more characters).
         let text = lossy_text(&bytes[..bytes.len().min(4 * TAIL_LINE)]);
-        // The first TAIL_LINE characters; a line of no more bytes has no more.
         let end = match text.len() <= TAIL_LINE {
             true => text.len(),
             false => text.char_indices().nth(TAIL_LINE).map_or(text.len(), |(at, _)| at),
