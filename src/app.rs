@@ -12,7 +12,7 @@ use crate::cli::{Cli, FileAction, HostCommand};
 use crate::engine::{self, Host, ScriptSource, SharedHost};
 use crate::error::UsageError;
 use crate::lookup::{Kind, Layer};
-use crate::manifest::Manifest;
+use crate::manifest::{self, Manifest};
 use crate::paths::{self, Roots};
 use crate::trust::Status;
 
@@ -24,17 +24,21 @@ pub fn run(argv: Vec<OsString>) -> Result<i32> {
     let roots = Roots::new(&project, &home).with_context(|| format!("opening {}", project.display()))?;
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let host = Host::new(roots, interactive)?;
-    let manifest = match Manifest::load(&host.lookup) {
+    let host_words = host_words();
+    let (first_word, wants_help) = first_word(&argv);
+    // The host's own commands (`trust` above all) need no warning that the
+    // repository's manifest is not trusted yet: they never use it.
+    let host_command = first_word.as_ref().is_none_or(|word| host_words.contains(word));
+    let manifest = match Manifest::load(&host.lookup, &host.trust, &host_words, !host_command || wants_help) {
         Ok(manifest) => manifest,
         // A broken command manifest must not lock the user out of the
         // commands that inspect and repair it.
-        Err(e) if invokes_host_command(&argv) => {
+        Err(e) if host_command => {
             crate::host::ui::message("warning:", "33", &format!("{e:#}"));
             Manifest::default()
         }
         Err(e) => return Err(e),
     };
-    let (first_word, wants_help) = first_word(&argv);
     let command = manifest.extend(Cli::command(), first_word.as_deref(), wants_help)?;
     let matches = command.try_get_matches_from(argv).unwrap_or_else(|e| e.exit());
     if let Some(selected) = manifest.dispatch(&matches) {
@@ -69,10 +73,11 @@ fn first_word(argv: &[OsString]) -> (Option<String>, bool) {
     (None, wants_help)
 }
 
-/// Whether the first command word is one of the host's own commands (or
-/// there is none, as with `--version`).
-fn invokes_host_command(argv: &[OsString]) -> bool {
-    first_word(argv).0.is_none_or(|word| Cli::command().find_subcommand(&word).is_some())
+/// The host's own command words, which no command manifest may take.
+fn host_words() -> Vec<String> {
+    let mut words: Vec<String> = Cli::command().get_subcommands().map(|c| c.get_name().to_string()).collect();
+    words.push("help".to_string());
+    words
 }
 
 /// The directory given with `-C`, looked up before clap runs because the
@@ -109,15 +114,22 @@ fn exec(host: &SharedHost, target: &str, pairs: &[String]) -> Result<i32> {
             _ => return Err(UsageError(format!("'{pair}' is not KEY=VALUE")).into()),
         }
     }
-    let path = Path::new(target);
-    let script = if path.is_file() {
-        ScriptSource::from_file(path)?
-    } else if target.ends_with(".rhai") && target.contains('/') && !target.starts_with(".loop") {
-        bail!("{target}: no such file");
+    let script = if names_a_file(target) {
+        ScriptSource::from_file(Path::new(target))?
     } else {
         ScriptSource::from_found(&host.find_script(target)?)
     };
     engine::run_script(host, &script, args)
+}
+
+/// `aloop exec`'s one rule: an argument that starts with `./`, `../` or `/`,
+/// or names an existing file ending in `.rhai`, is a file the user chose;
+/// anything else is a script name, resolved by lookup and trust. So the
+/// nested `aloop exec lib/replay-player` of a bundled adapter never runs a
+/// same-named file that the working directory happens to hold.
+fn names_a_file(target: &str) -> bool {
+    let explicit = target.starts_with("./") || target.starts_with("../") || target.starts_with('/');
+    explicit || (target.ends_with(".rhai") && Path::new(target).is_file())
 }
 
 fn file_action(host: &SharedHost, kind: Kind, action: FileAction) -> Result<i32> {
@@ -154,9 +166,28 @@ fn list(host: &SharedHost, kind: Kind) -> Result<i32> {
         };
         rows.push(vec![name, source, state]);
     }
+    if kind == Kind::Script {
+        rows.push(manifest_row(host)?);
+    }
     let headers = ["NAME", "SOURCE", "TRUST"].map(String::from);
     crate::host::ui::print_line(&crate::host::ui::table(&headers, &rows));
     Ok(0)
+}
+
+/// The `script list` row of the command manifest, which is code too.
+fn manifest_row(host: &SharedHost) -> Result<Vec<String>> {
+    let copies = host.lookup.layered_file(Kind::Script, manifest::FILE_NAME);
+    let mut layers: Vec<String> = copies.iter().rev().map(|f| f.layer.to_string()).collect();
+    layers.push(Layer::Bundled.to_string());
+    let mut source = layers[0].clone();
+    if layers.len() > 1 {
+        source.push_str(&format!(" (laid over {})", layers[1..].join(", ")));
+    }
+    let state = match copies.iter().find(|f| f.layer == Layer::Repo) {
+        Some(repo) => host.trust.status(repo.path.as_deref().expect("on disk"), &repo.text)?.to_string(),
+        None => "trusted".to_string(),
+    };
+    Ok(vec![manifest::FILE_NAME.to_string(), source, state])
 }
 
 fn eject(host: &SharedHost, kind: Kind, name: &str, force: bool) -> Result<i32> {
@@ -196,9 +227,7 @@ fn check(host: &SharedHost, kind: Kind) -> Result<i32> {
                 Kind::Script => {
                     host.compile(&engine, &format!("check:{origin}"), &origin, &found.text, true).map(|_| ())
                 }
-                Kind::Prompt => handlebars::Template::compile(&found.text)
-                    .map(|_| ())
-                    .map_err(|e| anyhow::anyhow!(crate::host::tpl::template_error(&origin, &e))),
+                Kind::Prompt => crate::host::tpl::check(&origin, &found.text).map_err(anyhow::Error::msg),
             };
             if let Err(e) = result {
                 failures += 1;
@@ -227,7 +256,8 @@ fn trust(host: &SharedHost, list: bool, revoke: Option<&Path>) -> Result<i32> {
     let dir = host.lookup.dir(Layer::Repo, Kind::Script).expect("repo layer is on disk");
     let mut files = Vec::new();
     crate::lookup::walk(&dir, &mut files);
-    files.retain(|f| f.extension().is_some_and(|e| e == "rhai"));
+    // Scripts, and the command manifest that routes command words to them.
+    files.retain(|f| f.extension().is_some_and(|e| e == "rhai") || *f == dir.join(manifest::FILE_NAME));
     files.sort();
     let mut scripts = Vec::new();
     for file in files {

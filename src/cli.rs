@@ -34,6 +34,12 @@ pub enum HostCommand {
     Prompt(FileAction),
     /// Run a script file or a script by name, with KEY=VALUE pairs in ARGS
     #[command(
+        long_about = "Run a script file or a script by name, with KEY=VALUE pairs in ARGS.\n\n\
+FILE_OR_NAME is a file when it starts with ./, ../ or /, or names an existing file ending in \
+.rhai; the file runs as you chose it, without a trust check. Anything else is a script name \
+(such as loop/status), found in .loop/scripts/, then $ALOOP_HOME/scripts/, then the bundled \
+scripts; a repository copy runs only once `aloop trust` has pinned it. A file in the working \
+directory never stands in for a script name.",
         after_help = "Examples:\n  aloop exec ./tools/report.rhai since=2026-01-01\n  aloop exec loop/status"
     )]
     Exec {

@@ -232,9 +232,9 @@ impl Host {
                 _ => break,
             }
         }
-        if let EvalAltResult::ErrorRuntime(value, _) = err {
-            if let Some(exit) = value.clone().try_cast::<ExitRequest>() {
-                return ScriptExit { code: exit.code, message: exit.message }.into();
+        if let EvalAltResult::Exit(value, _) = err {
+            if let Some(exit) = ExitRequest::from_value(value) {
+                return exit.into();
             }
         }
         if let EvalAltResult::ErrorTerminated(..) = err {
@@ -264,11 +264,21 @@ impl Host {
     }
 }
 
-/// What `exit(code)` and `fail(message, code)` throw.
+/// What `exit(code)` and `fail(message, code)` throw, as the value of
+/// Rhai's uncatchable exit.
 #[derive(Debug, Clone)]
 pub struct ExitRequest {
     pub code: i32,
     pub message: String,
+}
+
+impl ExitRequest {
+    /// The request a value carries: Rhai hands the exit value back as the
+    /// result of a whole run or function call.
+    pub fn from_value(value: &Dynamic) -> Option<ScriptExit> {
+        let exit = value.read_lock::<ExitRequest>()?;
+        Some(ScriptExit { code: exit.code, message: exit.message.clone() })
+    }
 }
 
 /// Rhai appends " (line L, position P)" to some messages; the location is
@@ -420,10 +430,15 @@ pub fn run_script(host: &SharedHost, script: &ScriptSource, args: Map) -> Result
     let ast = host.compile(&engine, &script.key, &script.origin, &script.text, false)?;
     let mut scope = globals_scope(args, context_map(host));
     host.refill_budget();
-    let result = engine.run_ast_with_scope(&mut scope, &ast);
+    // Evaluated rather than run: Rhai ends an `exit` by returning its value.
+    let result = engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
     match result {
-        Ok(()) if cancel::is_interrupted() => Err(Interrupted.into()),
-        Ok(()) => Ok(0),
+        Ok(_) if cancel::is_interrupted() => Err(Interrupted.into()),
+        Ok(value) => match ExitRequest::from_value(&value) {
+            Some(exit) if exit.message.is_empty() => Ok(exit.code),
+            Some(exit) => Err(exit.into()),
+            None => Ok(0),
+        },
         // Whatever the script was doing when it stopped, the person pressed Ctrl-C.
         Err(_) if cancel::is_interrupted() => Err(Interrupted.into()),
         Err(err) => {

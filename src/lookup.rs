@@ -149,14 +149,14 @@ impl Lookup {
         names
     }
 
-    /// The text of a non-script file (such as `commands.toml`) in each
-    /// on-disk layer that has it, the user's first, the repository's last.
-    pub fn layered_file(&self, kind: Kind, file: &str) -> Vec<(String, String)> {
+    /// A non-script file (such as `commands.toml`) in each on-disk layer
+    /// that has it, the user's first, the repository's last.
+    pub fn layered_file(&self, kind: Kind, file: &str) -> Vec<Found> {
         let mut out = Vec::new();
         for layer in [Layer::User, Layer::Repo] {
             let path = self.dir(layer, kind).expect("on-disk layer").join(file);
             if let Ok(text) = std::fs::read_to_string(&path) {
-                out.push((path.display().to_string(), text));
+                out.push(Found { name: file.to_string(), layer, path: Some(path), text: Cow::Owned(text) });
             }
         }
         out

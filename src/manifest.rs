@@ -4,6 +4,11 @@
 //! such as `iterate run` to a script and declares its flags. The host turns
 //! each entry into a clap subcommand, so every workflow gets real `--help`,
 //! usage errors and exit code 2 without any workflow knowledge in `src/`.
+//!
+//! The manifest decides what runs (a flag's default can be a program), so
+//! the repository's copy is code: it is used only once `aloop trust` has
+//! pinned it. No copy, the user's included, can take over the host's own
+//! command words or flags.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +17,15 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 use rhai::{Array, Dynamic, Map};
 use serde::Deserialize;
 
-use crate::lookup::{Kind, Lookup};
+use crate::lookup::{Found, Kind, Layer, Lookup};
+use crate::trust::{Status, Trust};
+
+/// The manifest's file name in each layer's scripts folder.
+pub const FILE_NAME: &str = "commands.toml";
+
+/// The ids and short flags every command has from the host (`--help`,
+/// `--version`, `-C DIR`), which a manifest may not declare.
+const HOST_FLAGS: [(&str, char); 3] = [("help", 'h'), ("version", 'V'), ("dir", 'C')];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +91,10 @@ enum ValueKind {
     String,
     Int,
     Number,
+    /// A file the user names: made absolute against the directory aloop
+    /// was started in (or `-C`), as every command-line tool reads paths;
+    /// `-` (standard input) stays as it is.
+    Path,
 }
 
 impl ArgSpec {
@@ -92,6 +109,17 @@ impl ArgSpec {
 
     fn takes_value(&self) -> bool {
         self.positional.is_some() || self.value.is_some()
+    }
+
+    /// Refuses the host's own flags, which a command must not redefine.
+    fn check_host_flags(&self) -> Result<()> {
+        let id = self.id()?;
+        for (host_id, short) in HOST_FLAGS {
+            if id == host_id || self.short == Some(short) {
+                bail!("'{id}' (or -{short}) is aloop's own flag (-h, -V, -C DIR) and cannot be redefined");
+            }
+        }
+        Ok(())
     }
 
     fn to_clap(&self) -> Result<Arg> {
@@ -114,7 +142,7 @@ impl ArgSpec {
             ValueKind::String if !self.choices.is_empty() => {
                 arg.value_parser(clap::builder::PossibleValuesParser::new(self.choices.clone()))
             }
-            ValueKind::String => arg,
+            ValueKind::String | ValueKind::Path => arg,
         };
         if let Some(default) = &self.default {
             let text = match default {
@@ -145,6 +173,7 @@ impl ArgSpec {
                 ValueKind::Int => m.get_many::<i64>(id)?.map(|v| Dynamic::from(*v)).collect(),
                 ValueKind::Number => m.get_many::<f64>(id)?.map(|v| Dynamic::from(*v)).collect(),
                 ValueKind::String => m.get_many::<String>(id)?.map(|v| Dynamic::from(v.clone())).collect(),
+                ValueKind::Path => m.get_many::<String>(id)?.map(|v| Dynamic::from(absolute(v))).collect(),
             })
         };
         let values = one(matches);
@@ -166,21 +195,43 @@ pub struct Manifest {
 
 impl Manifest {
     /// Reads `commands.toml` from every layer; a malformed file is an error
-    /// naming it with line and column.
-    pub fn load(lookup: &Lookup) -> Result<Self> {
+    /// naming it with line and column. The repository's copy is skipped
+    /// until it is trusted (saying so when `warn_untrusted`); entries for
+    /// `host_words` (the host's own commands) are skipped, with a warning,
+    /// in every copy.
+    pub fn load(lookup: &Lookup, trust: &Trust, host_words: &[String], warn_untrusted: bool) -> Result<Self> {
         let mut manifest = Manifest::default();
         let bundled: File = serde_json::from_str(crate::lookup::bundled_commands_json())
-            .map_err(|e| anyhow!("<bundled>/scripts/commands.toml: {e}"))?;
-        manifest.add(bundled);
-        for (origin, text) in lookup.layered_file(Kind::Script, "commands.toml") {
-            let file: File = toml::from_str(&text).map_err(|e| anyhow!("{origin}: {e}"))?;
-            manifest.add(file);
+            .map_err(|e| anyhow!("<bundled>/scripts/{FILE_NAME}: {e}"))?;
+        manifest.add(bundled, "<bundled>", host_words);
+        for found in lookup.layered_file(Kind::Script, FILE_NAME) {
+            let origin = found.origin(Kind::Script);
+            if !is_trusted(&found, trust)? {
+                if !warn_untrusted {
+                    continue;
+                }
+                warn(&format!(
+                    "ignoring {origin}: it is not trusted, and it decides what commands run; \
+                     review it, then run `aloop trust`"
+                ));
+                continue;
+            }
+            let file: File = toml::from_str(&found.text).map_err(|e| anyhow!("{origin}: {e}"))?;
+            manifest.add(file, &origin, host_words);
         }
         Ok(manifest)
     }
 
     /// Lays a file over what is there: its entries replace those of the same name.
-    fn add(&mut self, file: File) {
+    fn add(&mut self, mut file: File, origin: &str, host_words: &[String]) {
+        file.commands.retain(|words, _| {
+            let first = words.split_whitespace().next().unwrap_or_default();
+            let taken = host_words.iter().any(|word| word == first);
+            if taken {
+                warn(&format!("{origin}: ignoring [commands.\"{words}\"]: `{first}` is aloop's own command"));
+            }
+            !taken
+        });
         if !file.examples.is_empty() {
             self.examples = file.examples;
         }
@@ -248,6 +299,30 @@ impl Manifest {
     }
 }
 
+/// Whether a layer's manifest may be used: the user's and the bundled are
+/// the user's own; the repository's must be pinned by `aloop trust`.
+fn is_trusted(found: &Found, trust: &Trust) -> Result<bool> {
+    match (found.layer, &found.path) {
+        (Layer::Repo, Some(path)) => Ok(trust.status(path, &found.text)? == Status::Trusted),
+        _ => Ok(true),
+    }
+}
+
+fn warn(text: &str) {
+    crate::host::ui::message("warning:", "33", text);
+}
+
+/// A path typed on the command line, resolved against the working directory.
+fn absolute(path: &str) -> String {
+    if path == "-" {
+        return path.to_string();
+    }
+    match crate::paths::canonicalize_lenient(std::path::Path::new(path)) {
+        Ok(full) => full.display().to_string(),
+        Err(_) => path.to_string(),
+    }
+}
+
 fn examples_help(examples: &[String]) -> String {
     let lines: Vec<String> = examples.iter().map(|e| format!("  {e}")).collect();
     format!("Examples:\n{}", lines.join("\n"))
@@ -279,7 +354,8 @@ impl<'a> Node<'a> {
                     cmd = cmd.after_help(examples_help(&spec.examples));
                 }
                 for arg in &spec.args {
-                    cmd = cmd.arg(arg.to_clap().map_err(|e| anyhow!("command '{full}': {e}"))?);
+                    let built = arg.check_host_flags().and_then(|()| arg.to_clap());
+                    cmd = cmd.arg(built.map_err(|e| anyhow!("command '{full}': {e}"))?);
                 }
                 if !self.children.is_empty() {
                     cmd = cmd.args_conflicts_with_subcommands(true);

@@ -102,8 +102,14 @@ impl Adapter {
         // call so that they see `global::CTX` and the imports; the scope is rewound.
         let options = CallFnOptions::new().eval_ast(self.needs_top_level).rewind_scope(true);
         let (scope, ast) = (&mut self.scope, &self.ast);
-        host.nested(|| engine.call_fn_with_options::<Dynamic>(options, scope, ast, function, args))
-            .map_err(|e| raise(format!("{:#}", host.script_error(&self.origin, &e))))
+        let value = host
+            .nested(|| engine.call_fn_with_options::<Dynamic>(options, scope, ast, function, args))
+            .map_err(|e| raise(format!("{:#}", host.script_error(&self.origin, &e))))?;
+        // Rhai hands an `exit()`/`fail()` inside the function back as its value.
+        match engine::ExitRequest::from_value(&value) {
+            Some(exit) => fail(format!("{}: {function}() stopped: {exit}", self.origin)),
+            None => Ok(value),
+        }
     }
 
     /// `describe()` as a map (empty when the adapter has none).

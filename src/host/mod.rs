@@ -118,6 +118,7 @@ pub fn register(engine: &mut Engine, host: &SharedHost) {
     });
     // `exit(code)` ends the script with that exit code; `fail(message)` and
     // `fail(message, code)` end it with an error message (exit 1 by default).
+    // Both raise Rhai's own exit, which no `try`/`catch` can swallow.
     engine.register_fn("exit", |code: i64| -> Fallible<()> { Err(exit_request(code, String::new())) });
     engine.register_fn("fail", |message: &str| -> Fallible<()> { Err(exit_request(1, message.to_string())) });
     engine.register_fn("fail", |message: &str, code: i64| -> Fallible<()> {
@@ -127,5 +128,5 @@ pub fn register(engine: &mut Engine, host: &SharedHost) {
 
 fn exit_request(code: i64, message: String) -> Box<EvalAltResult> {
     let code = i32::try_from(code).unwrap_or(1);
-    Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(ExitRequest { code, message }), Position::NONE))
+    Box::new(EvalAltResult::Exit(Dynamic::from(ExitRequest { code, message }), Position::NONE))
 }

@@ -1,7 +1,10 @@
 //! `tpl::` — handlebars templates found by lookup (`.loop/prompts`,
 //! `$ALOOP_HOME/prompts`, bundled). No HTML escaping (prompts are not HTML)
 //! and strict mode (a missing variable is an error, not an empty string).
-//! Each template is parsed once per run and kept in one registry.
+//! Each template is parsed once per run and kept in one registry, and its
+//! partials are checked before its first render (`partials`).
+
+mod partials;
 
 use std::collections::HashMap;
 
@@ -36,6 +39,13 @@ pub fn template_error(origin: &str, e: &handlebars::TemplateError) -> String {
     }
 }
 
+/// Parses a template and checks its partials, as a render would before
+/// its first use (`aloop prompt check`).
+pub fn check(origin: &str, text: &str) -> Result<(), String> {
+    let template = handlebars::Template::compile(text).map_err(|e| template_error(origin, &e))?;
+    partials::check(origin, &template, &Handlebars::new())
+}
+
 /// `origin:line:col: reason` for a render error.
 fn render_error(origin: &str, e: &handlebars::RenderError) -> String {
     let origin = e.template_name.as_deref().unwrap_or(origin);
@@ -56,6 +66,11 @@ impl Templates {
     ) -> Result<String, String> {
         if !self.registry.has_template(origin) {
             self.registry.register_template_string(origin, text).map_err(|e| template_error(origin, &e))?;
+            let template = self.registry.get_template(origin).expect("just registered");
+            if let Err(e) = partials::check(origin, template, &self.registry) {
+                self.registry.unregister_template(origin);
+                return Err(e);
+            }
         }
         self.registry.render(origin, data).map_err(|e| render_error(origin, &e))
     }

@@ -213,8 +213,12 @@ fn host_cases() -> Vec<Case> {
             "trust.json:1:",
         ),
         case(
-            "a command manifest of the wrong type",
-            |p| p.fixture("bad/commands-wrong-type.toml", ".loop/scripts/commands.toml"),
+            "a trusted command manifest of the wrong type",
+            |p| {
+                let p = p.fixture("bad/commands-wrong-type.toml", ".loop/scripts/commands.toml");
+                p.aloop(&["trust"]).run().ok();
+                p
+            },
             &["run"],
             1,
             "commands.toml: TOML parse error at line 2, column 10",

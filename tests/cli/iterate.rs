@@ -247,7 +247,7 @@ fn metrics_are_compared_with_the_previous_snapshot_of_the_scope() {
     // The newest snapshot per scope is stored; another scope has its own.
     let stored = home_json(&p, "iterate-metrics.json");
     assert_eq!(stored["snapshots"]["all"]["signals"]["installs"], 150);
-    assert_eq!(stored["snapshots"]["all"]["source"], "file m2.json");
+    assert_eq!(stored["snapshots"]["all"]["source"], format!("file {}", p.path("m2.json").display()));
     assert_eq!(stored["snapshots"]["all"]["scope"], "all");
     assert!(stored["snapshots"]["all"]["capturedAt"].is_string());
     dry_run(&p, &["--scope", "perf", "--metrics", "m1.json"]).ok();

@@ -10,3 +10,4 @@ mod faults;
 mod host;
 mod iterate;
 mod story_loop;
+mod trust;
