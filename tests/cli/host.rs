@@ -382,6 +382,35 @@ fn template_errors_name_the_template_with_line_and_column() {
 }
 
 #[test]
+fn a_partial_that_includes_itself_is_an_error_naming_the_template() {
+    let p = Project::new()
+        .file(".loop/prompts/self.md", "{{#*inline \"item\"}}- {{> item}}{{/inline}}{{> item}}")
+        .file(
+            ".loop/prompts/pair.md",
+            "{{#*inline \"a\"}}{{> b}}{{/inline}}{{#*inline \"b\"}}{{#if x}}{{> a}}{{/if}}{{/inline}}{{> a}}",
+        )
+        .file(".loop/prompts/fine.md", "{{#*inline \"a\"}}A{{/inline}}{{> a}}{{> a}}")
+        .file("r.rhai", "print(tpl::render(ARGS.name, #{ x: true }));");
+    let origin = |name: &str| p.path(&format!(".loop/prompts/{name}.md")).display().to_string();
+    let out = p.aloop(&["exec", "r.rhai", "name=self"]).run().code(1);
+    assert!(
+        out.stderr.contains(&format!("{}: the partial 'item' includes itself", origin("self"))),
+        "{}",
+        out.stderr
+    );
+    let out = p.aloop(&["exec", "r.rhai", "name=pair"]).run().code(1);
+    assert!(out.stderr.contains("the partial 'a' includes itself"), "{}", out.stderr);
+    assert!(out.stderr.contains(" > a > b > a)"), "{}", out.stderr);
+    p.aloop(&["exec", "r.rhai", "name=fine"]).run().ok().stdout_has("AA");
+    let out = p.aloop(&["prompt", "check"]).run().code(1);
+    assert!(
+        out.stderr.contains(&format!("{}: the partial 'item' includes itself", origin("self"))),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn a_fixture_path_helper_points_at_real_files() {
     assert!(fixture("host/primitives.rhai").is_file());
 }

@@ -453,20 +453,23 @@ fn the_crontab_line_runs_a_tick_with_crons_bare_environment() {
         line.contains(&format!("PATH={fakes}:/usr/local/bin:/usr/bin:/bin ")),
         "the agent's folder leads PATH: {line}"
     );
-    // What cron runs: the line without its five schedule fields, by /bin/sh,
-    // from the home directory, with almost no environment.
-    let command: String = line.trim_end().splitn(6, ' ').nth(5).unwrap().to_string();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    // What cron runs: the line without its five schedule fields, `\%` back
+    // to `%`, by /bin/sh, from a home directory whose ~/.aloop is not this
+    // ALOOP_HOME, with cron's environment and nothing of the user's shell
+    // (ALOOP_NOW and FAKE_AGENT_PLAN steer the test, not aloop).
+    let command = line.trim_end().splitn(6, ' ').nth(5).unwrap().replace("\\%", "%");
     let (plan, _) =
         with_plan(&p, json!([{"text": "Tightened the copy.", "write": {"copy.txt": "better\n"}}]));
+    let cron_home = p.root().parent().unwrap().to_path_buf();
     let cron = |now: &str| {
-        let out = Command::new("/bin/sh")
-            .args(["-c", &command])
-            .current_dir(p.home())
-            .env_clear()
-            .env("HOME", p.home().parent().unwrap())
-            .env("ALOOP_HOME", p.home())
-            .env("ALOOP_NOW", now)
-            .env("FAKE_AGENT_PLAN", &plan)
+        let out = Command::new("env")
+            .args(["-i", "SHELL=/bin/sh", "LOGNAME=root", "PATH=/usr/bin:/bin"])
+            .arg(format!("HOME={}", cron_home.display()))
+            .arg(format!("ALOOP_NOW={now}"))
+            .arg(format!("FAKE_AGENT_PLAN={plan}"))
+            .args(["/bin/sh", "-c", &command])
+            .current_dir(&cron_home)
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -483,6 +486,28 @@ fn the_crontab_line_runs_a_tick_with_crons_bare_environment() {
         "{log}"
     );
     assert_eq!(watch_json(&p)["lastRunAt"], "2026-01-02T12:00:00+01:00");
+}
+
+#[test]
+fn a_crontab_line_is_one_line_or_none() {
+    let p = Project::new();
+    let out = p.shell(
+        "mkdir \"$(printf 'two\\nlines')\" && cd two*lines && git init -q && \"$ALOOP\" iterate watch --interval 1h",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("two\\nlines\": it holds a line break"), "{stderr}");
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(!p.home().join("iterate-watch.json").exists());
+}
+
+#[test]
+fn watch_in_the_foreground_refuses_an_interval_it_cannot_wait_for() {
+    let p = Project::git();
+    iterate(&p, &["watch", "--foreground", "--interval", "400d"])
+        .code(2)
+        .stderr_has("--foreground waits at most 365d between cycles, not 400d");
+    assert!(!p.home().join("iterate-watch.json").exists());
 }
 
 #[test]

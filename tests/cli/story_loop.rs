@@ -885,6 +885,21 @@ fn plan_turns_the_spec_into_a_valid_prd() {
 }
 
 #[test]
+fn plan_reads_a_spec_path_from_the_directory_it_was_typed_in() {
+    let p = Project::git()
+        .file("SPEC.md", "the wrong spec: the project root's\n")
+        .file("docs/SPEC.md", "# csvtool\n\nThe spec in docs/.\n");
+    let entries = json!([{"write": {".loop/prd.draft.json": draft(1)}}]);
+    run_with(&p, &["-C", "docs", "plan", "SPEC.md"], entries.clone()).ok();
+    let prompt = calls(&p)[0]["prompt"].as_str().unwrap().to_string();
+    assert!(prompt.contains("The spec in docs/."), "{prompt}");
+    assert!(!prompt.contains("the wrong spec"), "{prompt}");
+    run_with(&p, &["-C", "docs", "plan", "NOPE.md", "--force"], entries)
+        .code(1)
+        .stderr_has(&format!("{}: no such file", p.path("docs/NOPE.md").display()));
+}
+
+#[test]
 fn plan_gives_the_agent_the_errors_once_and_accepts_the_fix() {
     let p = Project::git();
     let out = run_with(
