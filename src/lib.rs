@@ -15,4 +15,5 @@ pub mod manifest;
 pub mod memory;
 pub mod paths;
 pub mod process;
+pub mod program;
 pub mod trust;

@@ -317,17 +317,6 @@ impl Invocation {
     }
 }
 
-/// The program's full path: a path as given (relative to `cwd`), a bare
-/// name looked up on PATH.
-fn resolve_program(program: &str, cwd: &Path) -> Option<PathBuf> {
-    if program.contains('/') {
-        let path = cwd.join(program);
-        path.is_file().then_some(path)
-    } else {
-        which::which(program).ok()
-    }
-}
-
 /// The last lines of output, bounded in bytes.
 #[derive(Default)]
 struct Tail {
@@ -556,7 +545,7 @@ fn run(host: &SharedHost, engine: &Engine, name: &str, req: Map) -> Fallible<Map
     let req = request(host, req)?;
     let invocation = adapter.invocation(host, engine, &req)?;
     let mut collected = Collector::default();
-    let outcome = match resolve_program(&invocation.program, &req.cwd) {
+    let outcome = match crate::program::find(&invocation.program, &req.cwd) {
         // After Ctrl-C the workflow is winding down: no new agent starts.
         _ if cancel::is_interrupted() => {
             Outcome { status: "interrupted", exit_code: None, error: Some("interrupted (Ctrl-C)".into()) }
@@ -675,7 +664,7 @@ fn which(host: &SharedHost, engine: &Engine, name: &str) -> Fallible<Map> {
             adapter.invocation(host, engine, &req)?.program
         }
     };
-    let path = resolve_program(&program, &host.roots.project);
+    let path = crate::program::find(&program, &host.roots.project);
     let hint = string(&describe, "install_hint")
         .map(String::from)
         .unwrap_or_else(|| format!("install '{program}' and put it on PATH"));

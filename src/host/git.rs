@@ -12,7 +12,8 @@ use crate::engine::SharedHost;
 
 /// Runs git in the project; returns stdout, or the error with git's stderr.
 fn git(root: &Path, args: &[&str], index: Option<&Path>) -> Result<String, String> {
-    let mut cmd = Command::new("git");
+    let git = crate::program::find("git", root).ok_or("cannot run git: it is not on PATH")?;
+    let mut cmd = Command::new(git);
     cmd.current_dir(root).args(args).env("GIT_TERMINAL_PROMPT", "0");
     if let Some(index) = index {
         cmd.env("GIT_INDEX_FILE", index);

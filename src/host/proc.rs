@@ -28,23 +28,31 @@ pub fn argv(args: &Array) -> Fallible<Vec<String>> {
         .collect()
 }
 
-/// Applies `cwd` and `env` options; `cwd` goes through the sandbox.
-pub fn configure(host: &SharedHost, command: &mut Command, opts: &Map) -> Fallible<()> {
+/// The command for `argv` with the `cwd` and `env` options; `cwd` goes
+/// through the sandbox, and a bare program name is found on the child's
+/// PATH (`program::find_on`).
+fn command(host: &SharedHost, argv: &[String], opts: &Map) -> Fallible<Command> {
     let cwd = match opt::<rhai::ImmutableString>(opts, "cwd", "a string")? {
         Some(dir) => host.roots.resolve(&dir).map_err(raise)?,
         None => host.roots.project.clone(),
     };
-    command.current_dir(cwd);
-    if let Some(env) = opt::<Map>(opts, "env", "a map")? {
-        for (key, value) in env {
-            if value.is_unit() {
-                command.env_remove(key.as_str());
-            } else {
-                command.env(key.as_str(), value.to_string());
-            }
+    let env = opt::<Map>(opts, "env", "a map")?.unwrap_or_default();
+    let path = match env.get("PATH") {
+        Some(path) if !path.is_unit() => path.to_string().into(),
+        _ => std::env::var_os("PATH").unwrap_or_default(),
+    };
+    let program = crate::program::find_on(&argv[0], &cwd, &path)
+        .ok_or_else(|| raise(format!("cannot run '{}': no such program", argv[0])))?;
+    let mut command = Command::new(program);
+    command.args(&argv[1..]).current_dir(cwd);
+    for (key, value) in env {
+        if value.is_unit() {
+            command.env_remove(key.as_str());
+        } else {
+            command.env(key.as_str(), value.to_string());
         }
     }
-    Ok(())
+    Ok(command)
 }
 
 /// proc::run(argv, opts) -> #{code, stdout, stderr, timed_out, interrupted}.
@@ -55,9 +63,7 @@ pub fn configure(host: &SharedHost, command: &mut Command, opts: &Map) -> Fallib
 /// fails is a result with its code.
 fn run(host: &SharedHost, args: &Array, opts: &Map) -> Fallible<Map> {
     let argv = argv(args)?;
-    let mut command = Command::new(&argv[0]);
-    command.args(&argv[1..]);
-    configure(host, &mut command, opts)?;
+    let command = command(host, &argv, opts)?;
     let inherit = opt::<bool>(opts, "inherit", "true or false")?.unwrap_or(false);
     let stdin = opt::<rhai::ImmutableString>(opts, "stdin", "a string")?.map(|s| s.as_bytes().to_vec());
     let timeout = opt_seconds(opts, "timeout")?.unwrap_or(DEFAULT_TIMEOUT);
@@ -100,8 +106,10 @@ pub fn module(host: &SharedHost) -> Module {
     // proc::env(name) -> the value of one of aloop's environment variables, or ().
     primitive!(m, "env", |name: &str| { Ok(std::env::var(name).map_or(Dynamic::UNIT, Dynamic::from)) });
     // proc::which(program) -> its full path on PATH, or ().
+    let h = host.clone();
     primitive!(m, "which", |program: &str| {
-        Ok(which::which(program).map_or(Dynamic::UNIT, |p| p.display().to_string().into()))
+        let found = crate::program::find(program, &h.roots.project);
+        Ok(found.map_or(Dynamic::UNIT, |p| p.display().to_string().into()))
     });
     m
 }

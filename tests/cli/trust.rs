@@ -163,3 +163,36 @@ fn exit_and_fail_cannot_be_caught() {
     assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("", ""));
     p.aloop(&["exec", "zero.rhai"]).run().ok();
 }
+
+#[test]
+fn a_program_is_never_found_through_a_relative_path_entry() {
+    let fake_git = "#!/bin/sh\ntouch pwned\necho 'not git'\n";
+    let p = Project::git()
+        .file("git", fake_git)
+        .file("bin/git", fake_git)
+        .file("g.rhai", "print(git::head().len());\nprint(proc::run([\"git\", \"--version\"]).stdout);\nprint(proc::which(\"git\"));");
+    for fake in ["git", "bin/git"] {
+        std::fs::set_permissions(p.path(fake), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let path = format!(".:bin::{}", std::env::var("PATH").unwrap());
+    let out = p.aloop(&["exec", "g.rhai"]).env("PATH", path).run().ok();
+    assert!(!p.exists("pwned"), "the repository's git ran:\n{}", out.stdout);
+    let lines: Vec<&str> = out.stdout.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines[0], "40", "{}", out.stdout);
+    assert!(lines[1].starts_with("git version "), "{}", out.stdout);
+    assert!(lines[2].starts_with('/') && lines[2].ends_with("/git"), "{}", out.stdout);
+}
+
+#[test]
+fn a_model_name_in_the_config_cannot_pass_for_a_flag() {
+    let p = Project::git().fixture("loop/prd.json", ".loop/prd.json").file(
+        ".loop/config.json",
+        "{\"agent\": \"claude\", \"model\": \"--dangerously-skip-permissions\"}\n",
+    );
+    let before = p.snapshot();
+    p.aloop(&["run", "1"])
+        .run()
+        .code(1)
+        .stderr_has("\"model\" must be a name, not the option \"--dangerously-skip-permissions\"");
+    assert_eq!(p.snapshot(), before);
+}
