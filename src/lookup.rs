@@ -115,8 +115,9 @@ impl Lookup {
         let mut found = Vec::new();
         for layer in [Layer::Repo, Layer::User] {
             let path = self.dir(layer, kind).expect("on-disk layer").join(&file);
-            if path.is_file() {
-                let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            // Not `is_file`: a FIFO or device there is refused by name, not skipped.
+            if path.exists() {
+                let text = crate::atomic::read_text(&path).map_err(|e| e.to_string())?;
                 found.push(Found { name: name.clone(), layer, path: Some(path), text: Cow::Owned(text) });
             }
         }
@@ -155,8 +156,12 @@ impl Lookup {
         let mut out = Vec::new();
         for layer in [Layer::User, Layer::Repo] {
             let path = self.dir(layer, kind).expect("on-disk layer").join(file);
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                out.push((path.display().to_string(), text));
+            match crate::atomic::read_text(&path) {
+                Ok(text) => out.push((path.display().to_string(), text)),
+                Err(crate::error::HostError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound => {}
+                // A FIFO, a device, a huge or non-UTF-8 file: said, then left out.
+                Err(e) => crate::host::ui::message("warning:", "33", &format!("{e}; ignored")),
             }
         }
         out
