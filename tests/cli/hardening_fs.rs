@@ -239,8 +239,9 @@ fn hardening_a_byte_order_mark_is_accepted() {
 }
 
 /// While aloop writes, appends and locks many files below `.loop/dir`, a
-/// thread keeps swapping that directory for a link to an outside directory
-/// and back: nothing may ever land outside.
+/// thread keeps swapping that directory for a link and back, to a directory
+/// outside the project and to one in ALOOP_HOME (which a path check on the
+/// resolved path would let through): nothing may ever land in either.
 #[test]
 fn hardening_a_directory_swapped_for_a_link_during_writes_never_leaks() {
     let script = r#"
@@ -260,8 +261,15 @@ for i in 0..400 {
 }
 print(`refused=${refused}`);
 "#;
+    for in_home in [false, true] {
+        swap_during_writes(script, in_home);
+    }
+}
+
+fn swap_during_writes(script: &str, in_home: bool) {
     let p = Project::new().file("x.rhai", script);
-    let out = outside(&p);
+    let out = if in_home { p.home().join("victim") } else { outside(&p) };
+    std::fs::create_dir_all(&out).unwrap();
     let dir = p.path(".loop/dir");
     let parked = p.path(".loop/parked");
     std::fs::create_dir_all(&dir).unwrap();
