@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -13,7 +14,7 @@ use crate::engine::{self, Host, ScriptSource, SharedHost};
 use crate::error::UsageError;
 use crate::lookup::{Kind, Layer};
 use crate::manifest::{self, Manifest};
-use crate::paths::{self, Roots};
+use crate::paths::{self, beneath, Access, Roots};
 use crate::trust::Status;
 
 /// Runs aloop with these arguments and returns the exit code.
@@ -176,7 +177,7 @@ fn list(host: &SharedHost, kind: Kind) -> Result<i32> {
 
 /// The `script list` row of the command manifest, which is code too.
 fn manifest_row(host: &SharedHost) -> Result<Vec<String>> {
-    let copies = host.lookup.layered_file(Kind::Script, manifest::FILE_NAME);
+    let copies = host.lookup.layered_file(Kind::Script, manifest::FILE_NAME)?;
     let mut layers: Vec<String> = copies.iter().rev().map(|f| f.layer.to_string()).collect();
     layers.push(Layer::Bundled.to_string());
     let mut source = layers[0].clone();
@@ -196,15 +197,16 @@ fn eject(host: &SharedHost, kind: Kind, name: &str, force: bool) -> Result<i32> 
         .iter()
         .find(|f| f.layer == Layer::Bundled)
         .with_context(|| format!("there is no bundled {} named '{name}' to eject", kind.noun()))?;
-    let target = host.lookup.dir(Layer::Repo, kind).expect("repo layer is on disk").join(format!(
-        "{}.{}",
-        bundled.name,
-        kind.extension()
-    ));
-    if target.exists() && !force {
+    // Through the sandbox, like a script's write: a cloned repository's
+    // .loop/scripts may be a link to somewhere else.
+    let rel = format!(".loop/{}/{}.{}", kind.folder(), bundled.name, kind.extension());
+    let opened = host.roots.open(&rel, Access::Write, "writing")?;
+    let file = opened.name.as_deref().expect("a file below the project root");
+    let target = opened.path.clone();
+    if beneath::exists(opened.dir.as_fd(), file) && !force {
         bail!("{} already exists (pass --force to replace it)", target.display());
     }
-    crate::atomic::write(&target, bundled.text.as_bytes())
+    crate::atomic::write_at(opened.dir.as_fd(), file, bundled.text.as_bytes())
         .with_context(|| format!("writing {}", target.display()))?;
     crate::host::ui::message("✓", "32", &format!("ejected {} to {}", bundled.name, target.display()));
     if kind == Kind::Script {

@@ -115,8 +115,9 @@ impl Lookup {
         let mut found = Vec::new();
         for layer in [Layer::Repo, Layer::User] {
             let path = self.dir(layer, kind).expect("on-disk layer").join(&file);
-            if path.is_file() {
-                let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            // Not `is_file`: a FIFO or device there is refused by name, not skipped.
+            if path.exists() {
+                let text = crate::atomic::read_text(&path).map_err(|e| e.to_string())?;
                 found.push(Found { name: name.clone(), layer, path: Some(path), text: Cow::Owned(text) });
             }
         }
@@ -150,16 +151,26 @@ impl Lookup {
     }
 
     /// A non-script file (such as `commands.toml`) in each on-disk layer
-    /// that has it, the user's first, the repository's last.
-    pub fn layered_file(&self, kind: Kind, file: &str) -> Vec<Found> {
+    /// that has it, the user's first, the repository's last. One that is
+    /// there but cannot be read as text (a FIFO, a device, a huge or
+    /// non-UTF-8 file) is an error naming it.
+    pub fn layered_file(&self, kind: Kind, file: &str) -> Result<Vec<Found>, crate::error::HostError> {
         let mut out = Vec::new();
         for layer in [Layer::User, Layer::Repo] {
             let path = self.dir(layer, kind).expect("on-disk layer").join(file);
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                out.push(Found { name: file.to_string(), layer, path: Some(path), text: Cow::Owned(text) });
+            match crate::atomic::read_text(&path) {
+                Ok(text) => out.push(Found {
+                    name: file.to_string(),
+                    layer,
+                    path: Some(path),
+                    text: Cow::Owned(text),
+                }),
+                Err(crate::error::HostError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
         }
-        out
+        Ok(out)
     }
 }
 

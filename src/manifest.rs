@@ -204,7 +204,7 @@ impl Manifest {
         let bundled: File = serde_json::from_str(crate::lookup::bundled_commands_json())
             .map_err(|e| anyhow!("<bundled>/scripts/{FILE_NAME}: {e}"))?;
         manifest.add(bundled, "<bundled>", host_words);
-        for found in lookup.layered_file(Kind::Script, FILE_NAME) {
+        for found in lookup.layered_file(Kind::Script, FILE_NAME)? {
             let origin = found.origin(Kind::Script);
             if !is_trusted(&found, trust)? {
                 if !warn_untrusted {

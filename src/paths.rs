@@ -1,10 +1,35 @@
 //! Where things live: the project root, `ALOOP_HOME`, and the sandbox that
 //! keeps every script path inside one of those two roots.
+//!
+//! The rule: a script path is taken apart by its text into a root and the
+//! names below it (`locate`), then opened from the root's directory handle
+//! one name at a time without following symbolic links (`beneath`). Writes,
+//! appends, locks and removals never go through a link; reads may follow one
+//! whose target stays inside the same root.
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::HostError;
+
+pub mod beneath;
+
+pub use beneath::{Access, Target};
+
+/// The root a script path lives under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Root {
+    Project,
+    Home,
+}
+
+/// A script path taken apart by its text (see `Roots::locate`).
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub root: Root,
+    /// The plain names below the root: no `.`, `..` or empty ones.
+    pub names: Vec<String>,
+}
 
 /// The two directory trees a script may touch, both canonical.
 #[derive(Debug, Clone)]
@@ -25,33 +50,95 @@ impl Roots {
         self.project.join(".loop")
     }
 
-    /// Resolves a script-supplied path: relative paths are taken from the
-    /// project root, every symlink that exists is followed, and the result
-    /// must lie inside the project or `ALOOP_HOME`. The check is done on the
-    /// resolved path, never on the text, so a symlink cannot smuggle a path out.
+    /// Where a script path leads, as a path (e.g. a child's working
+    /// directory): the same walk as every `fs::` primitive under the reading
+    /// rules (see `beneath`), so the answer lies inside one of the roots.
     pub fn resolve(&self, raw: &str) -> Result<PathBuf, HostError> {
+        self.open(raw, Access::Read, "resolving").map(|target| target.path)
+    }
+
+    /// Splits a script path by its text into the root it names and the plain
+    /// names below it; nothing on disk is looked at. A relative path is the
+    /// project's; an absolute one belongs to the root whose canonical path it
+    /// starts with (the deeper one when one root holds the other). `.` and
+    /// `..` are settled on the text and never climb above the root. A
+    /// relative path that lands in `ALOOP_HOME` (a home inside the project)
+    /// is refused: scripts reach it only through paths they name there.
+    pub fn locate(&self, raw: &str) -> Result<Located, HostError> {
         if raw.is_empty() {
             return Err(HostError::path(raw, "the path is empty"));
         }
         if raw.contains('\0') {
             return Err(HostError::path(raw, "the path contains a NUL byte"));
         }
-        let joined = self.project.join(raw);
-        let resolved = canonicalize_lenient(&joined)
-            .map_err(|e| HostError::path(raw, format!("cannot be resolved: {e}")))?;
-        if resolved.starts_with(&self.project) || resolved.starts_with(&self.home) {
-            Ok(resolved)
-        } else {
-            Err(HostError::path(
-                raw,
-                format!(
-                    "resolves to {} which is outside the project ({}) and ALOOP_HOME ({})",
-                    resolved.display(),
-                    self.project.display(),
-                    self.home.display()
-                ),
-            ))
+        let absolute = raw.starts_with('/');
+        let mut names: Vec<&str> = Vec::new();
+        for part in raw.split('/') {
+            match part {
+                "" | "." => {}
+                // `/..` is `/`, as for the kernel; a relative path may not
+                // leave the project this way.
+                ".." => {
+                    if names.pop().is_none() && !absolute {
+                        return Err(self.outside(raw));
+                    }
+                }
+                name => names.push(name),
+            }
         }
+        let (root, depth) = if absolute {
+            let depth_under = |root: &Path| {
+                let parts = names_of(root)?;
+                names.starts_with(&parts).then_some(parts.len())
+            };
+            match (depth_under(&self.project), depth_under(&self.home)) {
+                (Some(p), Some(h)) if h > p => (Root::Home, h),
+                (Some(p), _) => (Root::Project, p),
+                (None, Some(h)) => (Root::Home, h),
+                (None, None) => return Err(self.outside(raw)),
+            }
+        } else {
+            (Root::Project, 0)
+        };
+        let names: Vec<String> = names[depth..].iter().map(|n| n.to_string()).collect();
+        if root == Root::Project && self.home.starts_with(&self.project) {
+            let full = names.iter().fold(self.project.clone(), |path, name| path.join(name));
+            if full.starts_with(&self.home) {
+                return Err(HostError::path(
+                    raw,
+                    format!(
+                        "is inside ALOOP_HOME ({}), which is not part of the project; \
+                         name files there by their absolute path",
+                        self.home.display()
+                    ),
+                ));
+            }
+        }
+        Ok(Located { root, names })
+    }
+
+    /// The canonical directory of a root.
+    pub fn dir(&self, root: Root) -> &Path {
+        match root {
+            Root::Project => &self.project,
+            Root::Home => &self.home,
+        }
+    }
+
+    /// Whether a resolved path lies in either root.
+    fn contains(&self, path: &Path) -> bool {
+        path.starts_with(&self.project) || path.starts_with(&self.home)
+    }
+
+    fn outside(&self, raw: &str) -> HostError {
+        HostError::path(
+            raw,
+            format!(
+                "is outside the project ({}) and ALOOP_HOME ({})",
+                self.project.display(),
+                self.home.display()
+            ),
+        )
     }
 
     /// The path relative to whichever root holds it, for messages.
@@ -96,6 +183,16 @@ fn resolve_with_depth(path: &Path, depth: usize) -> io::Result<PathBuf> {
         }
     }
     Ok(resolved)
+}
+
+/// The names of an absolute path's components, if they are all UTF-8.
+fn names_of(path: &Path) -> Option<Vec<&str>> {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(name) => Some(name.to_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The project root: the top of the enclosing git work tree (found by

@@ -58,8 +58,8 @@ impl Trust {
             return Ok(Store { version: 1, files: BTreeMap::new() });
         }
         let text = atomic::read_text(&self.path)?;
-        serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}:{}:{}: {e}", self.path.display(), e.line(), e.column()))
+        // json::parse: a byte order mark is skipped, errors say path:line:col.
+        Ok(crate::host::json::parse(&self.path.display().to_string(), &text)?)
     }
 
     /// The trust status of a file with this content.

@@ -1,11 +1,17 @@
 //! `fs::` — files inside the project or `ALOOP_HOME`, nowhere else.
 //!
-//! Every path goes through the sandbox (see `paths::Roots::resolve`). Writes
-//! are atomic with mode 0600, `append` is one `O_APPEND` write, JSON that does
-//! not parse is reported with line and column, and `lock` is an exclusive
-//! advisory lock released when the value is dropped or `release()`d.
+//! Every path goes through the sandbox (see `paths` and `paths::beneath`):
+//! opened from a root's directory handle one name at a time, never through a
+//! symbolic link when writing, appending, locking or removing, and through
+//! one when reading only if it stays in the same root. Only regular files of
+//! bounded size are read. Writes are atomic with mode 0600, `append` is one
+//! `O_APPEND` write that is whole or rolled back, JSON that does not parse
+//! (or gives a key twice) is reported with line and column, and `lock` is an
+//! exclusive advisory lock released when the value is dropped or
+//! `release()`d.
 
 use std::cell::RefCell;
+use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -15,15 +21,26 @@ use super::{fail, json, raise, Fallible};
 use crate::atomic::{self, FileLock};
 use crate::engine::SharedHost;
 use crate::error::HostError;
+use crate::paths::{beneath, Access, Target};
 
 /// A held lock, as the script sees it. Cloning shares the same lock.
 #[derive(Clone)]
 pub struct Lock(Rc<RefCell<FileLock>>);
 
+/// Opens the directory holding `path` for `access`, raising the refusal.
+fn open(host: &SharedHost, path: &str, access: Access, verb: &str) -> Fallible<Target> {
+    host.roots.open(path, access, verb).map_err(raise)
+}
+
+/// The name of a file in its directory; a root itself is not a file.
+fn file_name<'a>(target: &'a Target, path: &str) -> Fallible<&'a str> {
+    target.name.as_deref().ok_or_else(|| raise(format!("{path}: is a directory (a root itself)")))
+}
+
 /// Reads a text file.
 fn read(host: &SharedHost, path: &str) -> Fallible<String> {
-    let full = host.roots.resolve(path).map_err(raise)?;
-    atomic::read_text(&full).map_err(|e| match e {
+    let target = open(host, path, Access::Read, "reading")?;
+    atomic::read_at(target.dir.as_fd(), file_name(&target, path)?, path).map_err(|e| match e {
         HostError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             raise(format!("{path}: no such file"))
         }
@@ -39,17 +56,27 @@ fn read_json(host: &SharedHost, path: &str) -> Fallible<Dynamic> {
 }
 
 fn write_bytes(host: &SharedHost, path: &str, bytes: &[u8]) -> Fallible<()> {
-    let full = host.roots.resolve(path).map_err(raise)?;
-    atomic::write(&full, bytes).map_err(|e| raise(format!("writing {path}: {e}")))
+    let target = open(host, path, Access::Write, "writing")?;
+    write_in(&target, path, bytes)
+}
+
+fn write_in(target: &Target, path: &str, bytes: &[u8]) -> Fallible<()> {
+    atomic::write_at(target.dir.as_fd(), file_name(target, path)?, bytes)
+        .map_err(|e| raise(format!("writing {path}: {e}")))
 }
 
 /// Writes pretty JSON with a final newline, keeping the key order of the file
 /// it replaces, and returns the text written (so a caller can tell later
 /// whether the file changed without reading it back). The existing file must
-/// itself be valid JSON: a malformed state file is never overwritten.
+/// itself be valid JSON (no key given twice either): a malformed state file
+/// is never overwritten.
 fn write_json(host: &SharedHost, path: &str, value: Dynamic) -> Fallible<String> {
-    let full = host.roots.resolve(path).map_err(raise)?;
-    let old_text = if full.is_file() { atomic::read_text(&full).map_err(raise)? } else { String::new() };
+    let target = open(host, path, Access::Write, "writing")?;
+    let old_text = match atomic::read_at(target.dir.as_fd(), file_name(&target, path)?, path) {
+        Ok(text) => text,
+        Err(HostError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(raise(e)),
+    };
     let old_order: Option<json::KeyOrder> = if old_text.trim().is_empty() {
         None
     } else {
@@ -59,8 +86,98 @@ fn write_json(host: &SharedHost, path: &str, value: Dynamic) -> Fallible<String>
     };
     let mut text = json::to_pretty_json(&value, old_order.as_ref(), old_text.len())?;
     text.push('\n');
-    write_bytes(host, path, text.as_bytes())?;
+    write_in(&target, path, text.as_bytes())?;
     Ok(text)
+}
+
+/// Whether `path` names something; a missing directory on the way is
+/// simply "no".
+fn exists(host: &SharedHost, path: &str) -> Fallible<bool> {
+    let target = match host.roots.open(path, Access::Read, "looking up") {
+        Ok(target) => target,
+        Err(HostError::Io { source, .. })
+            if matches!(source.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) =>
+        {
+            return Ok(false)
+        }
+        Err(e) => return Err(raise(e)),
+    };
+    let Some(name) = &target.name else { return Ok(true) };
+    Ok(beneath::exists(target.dir.as_fd(), name))
+}
+
+/// The sorted names in a directory, which is opened without following a link.
+fn list(host: &SharedHost, path: &str) -> Fallible<Array> {
+    let target = open(host, path, Access::Read, "listing")?;
+    let failed = |e: std::io::Error| raise(format!("listing {path}: {e}"));
+    let dir = match &target.name {
+        Some(name) => beneath::open_dir(target.dir.as_fd(), name.as_str()).map_err(|e| failed(e.into()))?,
+        None => target.dir,
+    };
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&dir).map_err(|e| failed(e.into()))? {
+        let entry = entry.map_err(|e| failed(e.into()))?;
+        let name = entry.file_name().to_string_lossy();
+        if name != "." && name != ".." {
+            names.push(name.into_owned());
+        }
+    }
+    names.sort();
+    Ok(names.into_iter().map(Dynamic::from).collect())
+}
+
+fn append(host: &SharedHost, path: &str, text: &str) -> Fallible<()> {
+    let target = open(host, path, Access::Write, "appending to")?;
+    atomic::append_at(target.dir.as_fd(), file_name(&target, path)?, text.as_bytes())
+        .map_err(|e| raise(format!("appending to {path}: {e}")))
+}
+
+/// Removes a file (a link itself, never its target); whether there was one.
+fn remove(host: &SharedHost, path: &str) -> Fallible<bool> {
+    let target = match host.roots.open(path, Access::Remove, "removing") {
+        Ok(target) => target,
+        Err(HostError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(false)
+        }
+        Err(e) => return Err(raise(e)),
+    };
+    match rustix::fs::unlinkat(&target.dir, file_name(&target, path)?, rustix::fs::AtFlags::empty()) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::NOENT) => Ok(false),
+        Err(e) => fail(format!("removing {path}: {}", std::io::Error::from(e))),
+    }
+}
+
+/// Removes a directory tree (or a file, or a link) without following any
+/// link; refuses the roots themselves.
+fn remove_all(host: &SharedHost, path: &str) -> Fallible<bool> {
+    let target = match host.roots.open(path, Access::Remove, "removing") {
+        Ok(target) => target,
+        Err(HostError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(false)
+        }
+        Err(e) => return Err(raise(e)),
+    };
+    let Some(name) = &target.name else {
+        return fail(format!("fs::remove_all: refusing to remove {path}, a root itself"));
+    };
+    if target.path == host.roots.home {
+        return fail(format!("fs::remove_all: refusing to remove {path}, a root itself"));
+    }
+    beneath::remove_tree(target.dir.as_fd(), name.as_str())
+        .map_err(|e| raise(format!("removing {path}: {e}")))
+}
+
+fn mkdir(host: &SharedHost, path: &str) -> Fallible<()> {
+    let target = open(host, path, Access::Write, "creating")?;
+    let Some(name) = &target.name else { return Ok(()) };
+    match rustix::fs::mkdirat(&target.dir, name.as_str(), rustix::fs::Mode::from_raw_mode(0o700)) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::EXIST) if beneath::open_dir(target.dir.as_fd(), name.as_str()).is_ok() => {
+            Ok(())
+        }
+        Err(e) => fail(format!("creating {path}: {}", std::io::Error::from(e))),
+    }
 }
 
 impl Lock {
@@ -71,9 +188,10 @@ impl Lock {
 }
 
 fn lock(host: &SharedHost, path: &str, wait: Duration) -> Fallible<Lock> {
-    let full = host.roots.resolve(path).map_err(raise)?;
+    let target = open(host, path, Access::Write, "locking")?;
     host.refill_budget();
-    let lock = FileLock::acquire(&full, wait).map_err(raise)?;
+    let lock =
+        FileLock::acquire_at(target.dir.as_fd(), file_name(&target, path)?, path, wait).map_err(raise)?;
     Ok(Lock(Rc::new(RefCell::new(lock))))
 }
 
@@ -84,55 +202,25 @@ pub fn module(host: &SharedHost) -> Module {
     let h = host.clone();
     primitive!(m, "read_json", |path: &str| read_json(&h, path));
     let h = host.clone();
-    primitive!(m, "exists", |path: &str| { Ok(h.roots.resolve(path).map_err(raise)?.exists()) });
+    primitive!(m, "exists", |path: &str| exists(&h, path));
     let h = host.clone();
     // fs::list(dir) -> sorted names of the entries in a directory.
-    primitive!(m, "list", |path: &str| {
-        let full = h.roots.resolve(path).map_err(raise)?;
-        let entries = std::fs::read_dir(&full).map_err(|e| raise(format!("listing {path}: {e}")))?;
-        let mut names: Vec<String> =
-            entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-        names.sort();
-        Ok(names.into_iter().map(Dynamic::from).collect::<Array>())
-    });
+    primitive!(m, "list", |path: &str| list(&h, path));
     let h = host.clone();
     primitive!(m, "write", |path: &str, text: &str| write_bytes(&h, path, text.as_bytes()));
     let h = host.clone();
     primitive!(m, "write_json", |path: &str, value: Dynamic| write_json(&h, path, value));
     let h = host.clone();
-    primitive!(m, "append", |path: &str, text: &str| {
-        let full = h.roots.resolve(path).map_err(raise)?;
-        atomic::append(&full, text.as_bytes()).map_err(|e| raise(format!("appending to {path}: {e}")))
-    });
+    primitive!(m, "append", |path: &str, text: &str| append(&h, path, text));
     let h = host.clone();
     // fs::remove(path) -> whether there was a file to remove.
-    primitive!(m, "remove", |path: &str| {
-        let full = h.roots.resolve(path).map_err(raise)?;
-        match std::fs::remove_file(&full) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => fail(format!("removing {path}: {e}")),
-        }
-    });
+    primitive!(m, "remove", |path: &str| remove(&h, path));
     let h = host.clone();
-    primitive!(m, "mkdir", |path: &str| {
-        let full = h.roots.resolve(path).map_err(raise)?;
-        atomic::create_dirs(&full).map_err(|e| raise(format!("creating {path}: {e}")))
-    });
+    primitive!(m, "mkdir", |path: &str| mkdir(&h, path));
     let h = host.clone();
     // fs::remove_all(dir) -> whether there was anything to remove. Refuses
     // the project root and ALOOP_HOME themselves.
-    primitive!(m, "remove_all", |path: &str| {
-        let full = h.roots.resolve(path).map_err(raise)?;
-        if full == h.roots.project || full == h.roots.home {
-            return fail(format!("fs::remove_all: refusing to remove {path}, a root itself"));
-        }
-        match std::fs::remove_dir_all(&full) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => fail(format!("removing {path}: {e}")),
-        }
-    });
+    primitive!(m, "remove_all", |path: &str| remove_all(&h, path));
     let h = host.clone();
     // fs::lock(path): take the lock now or fail naming its holder.
     primitive!(m, "lock", |path: &str| lock(&h, path, Duration::ZERO));

@@ -12,8 +12,10 @@ use super::{raise, Fallible};
 pub use decode::RhaiValue;
 
 /// Parses JSON text into any deserializable type; errors carry
-/// `name:line:col`.
+/// `name:line:col`. A byte order mark at the start is skipped (editors write
+/// them); positions count from the character after it, as editors show them.
 pub fn parse<'a, T: serde::Deserialize<'a>>(name: &str, text: &'a str) -> Result<T, crate::error::HostError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     serde_json::from_str(text).map_err(|e| crate::error::HostError::MalformedJson {
         path: name.to_string(),
         line: e.line(),
@@ -22,9 +24,16 @@ pub fn parse<'a, T: serde::Deserialize<'a>>(name: &str, text: &'a str) -> Result
     })
 }
 
-/// Parses JSON text into a Rhai value; errors carry `name:line:col`.
+/// Parses JSON text into a Rhai value; errors carry `name:line:col`, and an
+/// object that gives a key twice is one.
 pub fn parse_value(name: &str, text: &str) -> Result<Dynamic, crate::error::HostError> {
     parse::<RhaiValue>(name, text).map(|RhaiValue(value)| value)
+}
+
+/// The error for an object key given twice; serde_json places it where the
+/// reading stopped, right after the key.
+fn given_twice<E: serde::de::Error>(key: &str) -> E {
+    E::custom(format_args!("key {} is given twice", serde_json::Value::from(key)))
 }
 
 /// Up to this many keys an object's keys are searched one by one; past it,
@@ -51,12 +60,11 @@ impl<'de> serde::Deserialize<'de> for KeyOrder<'de> {
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<KeyOrder<'de>, A::Error> {
                 let mut keys: Vec<(Cow<'de, str>, KeyOrder<'de>)> = Vec::new();
-                // A key given twice keeps its first place, once: the writer
-                // counts on each key being listed once (a set past
-                // LINEAR_SCAN_KEYS).
+                // A key given twice makes the document malformed (and the
+                // writer counts on each key being listed once); a set past
+                // LINEAR_SCAN_KEYS.
                 let mut seen: Option<std::collections::HashSet<Cow<'de, str>>> = None;
                 while let Some(key) = map.next_key_seed(KeySeed)? {
-                    let order = map.next_value::<KeyOrder>()?;
                     if keys.len() == LINEAR_SCAN_KEYS {
                         seen = Some(keys.iter().map(|(k, _)| k.clone()).collect());
                     }
@@ -64,9 +72,11 @@ impl<'de> serde::Deserialize<'de> for KeyOrder<'de> {
                         Some(set) => !set.insert(key.clone()),
                         None => keys.iter().any(|(k, _)| *k == key),
                     };
-                    if !repeated {
-                        keys.push((key, order));
+                    if repeated {
+                        return Err(given_twice(&key));
                     }
+                    let order = map.next_value::<KeyOrder>()?;
+                    keys.push((key, order));
                 }
                 Ok(KeyOrder::Object(keys))
             }

@@ -7,6 +7,7 @@ mod agents;
 mod bad_input;
 mod demo;
 mod faults;
+mod hardening_fs;
 mod host;
 mod iterate;
 mod story_loop;

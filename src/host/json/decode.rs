@@ -4,6 +4,7 @@
 //! then rebuilds it entry by entry (`From<BTreeMap>`), and each array too:
 //! a third of the time an agent adapter spends on a stream-json line.
 
+use std::collections::btree_map::Entry;
 use std::fmt;
 
 use rhai::{Array, Dynamic, ImmutableString, Map};
@@ -12,7 +13,9 @@ use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use super::KeySeed;
 
 /// A Rhai value read from JSON: objects become maps, arrays arrays, numbers
-/// integers when they fit in an `i64` and floats otherwise.
+/// integers when they fit in an `i64` and floats otherwise. An object that
+/// gives a key twice is an error (serde_json would keep the last value and
+/// lose the first without a word).
 pub struct RhaiValue(pub Dynamic);
 
 impl<'de> serde::Deserialize<'de> for RhaiValue {
@@ -69,9 +72,16 @@ impl<'de> Visitor<'de> for ValueVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Dynamic, A::Error> {
         let mut map = Map::new();
         while let Some(key) = entries.next_key_seed(KeySeed)? {
-            let RhaiValue(value) = entries.next_value()?;
             // Short keys are stored inline, without an allocation.
-            map.insert(key.as_ref().into(), value);
+            match map.entry(key.as_ref().into()) {
+                Entry::Vacant(slot) => {
+                    let RhaiValue(value) = entries.next_value()?;
+                    slot.insert(value);
+                }
+                // Raised before the value is read, so the error's position
+                // is right after the repeated key.
+                Entry::Occupied(_) => return Err(super::given_twice(&key)),
+            }
         }
         Ok(Dynamic::from_map(map))
     }
