@@ -259,7 +259,8 @@ fn trust(host: &SharedHost, list: bool, revoke: Option<&Path>) -> Result<i32> {
     let mut files = Vec::new();
     crate::lookup::walk(&dir, &mut files);
     // Scripts, and the command manifest that routes command words to them.
-    files.retain(|f| f.extension().is_some_and(|e| e == "rhai") || *f == dir.join(manifest::FILE_NAME));
+    let manifest_path = dir.join(manifest::FILE_NAME);
+    files.retain(|f| f.extension().is_some_and(|e| e == "rhai") || *f == manifest_path);
     files.sort();
     let mut scripts = Vec::new();
     for file in files {

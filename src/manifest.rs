@@ -207,13 +207,12 @@ impl Manifest {
         for found in lookup.layered_file(Kind::Script, FILE_NAME)? {
             let origin = found.origin(Kind::Script);
             if !is_trusted(&found, trust)? {
-                if !warn_untrusted {
-                    continue;
+                if warn_untrusted {
+                    warn(&format!(
+                        "ignoring {origin}: it is not trusted, and it decides what commands run; \
+                         review it, then run `aloop trust`"
+                    ));
                 }
-                warn(&format!(
-                    "ignoring {origin}: it is not trusted, and it decides what commands run; \
-                     review it, then run `aloop trust`"
-                ));
                 continue;
             }
             let file: File = toml::from_str(&found.text).map_err(|e| anyhow!("{origin}: {e}"))?;
@@ -239,8 +238,8 @@ impl Manifest {
         self.commands.extend(file.commands);
     }
 
-    /// Adds a subcommand for each entry to `root`, skipping words that the host
-    /// already uses. Building every subcommand costs more than the rest of a
+    /// Adds a subcommand for each entry to `root` (`load` left out the words
+    /// the host uses). Building every subcommand costs more than the rest of a
     /// start-up, so when the command line names one (`first_word`) only that
     /// one is built; everything is built for help and for unknown words.
     pub fn extend(&self, mut root: Command, first_word: Option<&str>, wants_help: bool) -> Result<Command> {
@@ -252,9 +251,6 @@ impl Manifest {
             let path: Vec<&str> = words.split_whitespace().collect();
             if path.is_empty() {
                 bail!("a command in commands.toml has an empty name");
-            }
-            if root.find_subcommand(path[0]).is_some() && !tree.children.contains_key(path[0]) {
-                continue;
             }
             tree.insert(&path, spec);
         }
