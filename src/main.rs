@@ -10,6 +10,7 @@ static GLOBAL: aloop::memory::Counting<mimalloc::MiMalloc> = aloop::memory::Coun
 
 fn main() -> ExitCode {
     aloop::cancel::install();
+    aloop::process::init();
     let code = match aloop::app::run(std::env::args_os().collect()) {
         Ok(code) => code,
         Err(err) => {

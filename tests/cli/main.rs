@@ -9,4 +9,5 @@ mod demo;
 mod faults;
 mod host;
 mod iterate;
+mod processes;
 mod story_loop;
