@@ -18,7 +18,9 @@
 //! Linux only (/proc, prctl).
 
 use std::collections::{HashMap, HashSet};
-use std::io;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{self, Read};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::cancel;
@@ -126,12 +128,25 @@ impl Tree {
 }
 
 /// Every process in /proc (those that vanish while it is read are skipped).
+/// One open and one read per process, into a reused buffer: this runs a few
+/// times a second while a child runs.
 fn scan() -> Vec<Proc> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    dir.flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/stat")).ok().and_then(|s| parse_stat(pid, &s)))
-        .collect()
+    let mut path = String::new();
+    let mut buf = [0u8; 1024];
+    let mut procs = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else {
+            continue;
+        };
+        path.clear();
+        let _ = write!(path, "/proc/{pid}/stat");
+        let Ok(mut file) = File::open(&path) else { continue };
+        if let Some(p) = file.read(&mut buf).ok().and_then(|n| parse_stat(pid, &buf[..n])) {
+            procs.push(p);
+        }
+    }
+    procs
 }
 
 /// Reads `pid (comm) state ppid pgrp ... starttime ...` (proc(5)); the
@@ -139,17 +154,13 @@ fn scan() -> Vec<Proc> {
 /// last `)`.
 fn parse_stat(pid: i32, stat: &[u8]) -> Option<Proc> {
     let close = stat.iter().rposition(|&b| b == b')')?;
-    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
-    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let mut fields = std::str::from_utf8(&stat[close + 1..]).ok()?.split_ascii_whitespace();
     // Fields 3 (state), 4 (ppid), 5 (pgrp) and 22 (starttime), counted from 1.
-    let field = |n: usize| fields.get(n - 3).copied();
-    Some(Proc {
-        pid,
-        zombie: matches!(field(3)?, "Z" | "X"),
-        ppid: field(4)?.parse().ok()?,
-        pgid: field(5)?.parse().ok()?,
-        start: field(22)?.parse().ok()?,
-    })
+    let state = fields.next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgid = fields.next()?.parse().ok()?;
+    let start = fields.nth(22 - 6)?.parse().ok()?;
+    Some(Proc { pid, ppid, pgid, zombie: matches!(state, "Z" | "X"), start })
 }
 
 /// Whether the process's initial environment holds `var` (`NAME=value`).
