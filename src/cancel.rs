@@ -2,9 +2,12 @@
 //! connection dropped). The first signal sets a flag that every blocking
 //! primitive and the script engine poll, so the agent's processes are
 //! stopped and the workflow records the interruption. A second signal kills
-//! the running child groups and exits at once. Either way the exit code is
-//! 128 + the number of the first signal: 130 for Ctrl-C, 129 for SIGHUP, 143
-//! for SIGTERM, as a shell reports a program that the signal ended.
+//! the running child groups and exits at once (a handler may only touch
+//! atomics, so processes that left those groups are not looked for; the
+//! children themselves die with aloop, see `process`). Either way the exit
+//! code is 128 + the number of the first signal: 130 for Ctrl-C, 129 for
+//! SIGHUP, 143 for SIGTERM, as a shell reports a program that the signal
+//! ended.
 
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
