@@ -149,6 +149,8 @@ impl Supervised {
         let mut last_output = start;
         let mut open_streams = self.open_streams;
         let mut exit: Option<ExitStatus> = None;
+        // The leader was reaped (its status may still be unknown, if the wait failed).
+        let mut ended = false;
         let mut ending: Option<Ending> = None;
         // Once stopping has begun: when SIGKILL follows.
         let mut kill_at: Option<Instant> = None;
@@ -158,7 +160,7 @@ impl Supervised {
         loop {
             let now = Instant::now();
             if kill_at.is_none() {
-                let reason = if exit.is_some() {
+                let reason = if ended {
                     None
                 } else if cancel::generation() > self.generation {
                     Some(Ending::Interrupted)
@@ -169,7 +171,7 @@ impl Supervised {
                 } else {
                     None
                 };
-                if reason.is_some() || exit.is_some() {
+                if reason.is_some() || ended {
                     ending = reason;
                     kill_at = Some(now + limits.grace);
                     gone = self.stop(libc::SIGTERM);
@@ -187,7 +189,7 @@ impl Supervised {
                 next_look = now + LOOK_STOPPING;
             }
             if gone {
-                if exit.is_some() && open_streams == 0 {
+                if ended && open_streams == 0 {
                     break;
                 }
                 let deadline = *drain_deadline.get_or_insert(now + DRAIN);
@@ -217,10 +219,16 @@ impl Supervised {
                 }
                 Ok(Event::Activity) => last_output = Instant::now(),
                 Ok(Event::Closed) => open_streams -= 1,
-                Ok(Event::Exited(status)) => exit = Some(status),
+                Ok(Event::Exited(status)) => {
+                    exit = Some(status);
+                    ended = true;
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 // Readers and leader are done, but not every process of the child.
-                Err(RecvTimeoutError::Disconnected) if !gone => thread::sleep(wait),
+                Err(RecvTimeoutError::Disconnected) if !gone => {
+                    ended = true;
+                    thread::sleep(wait);
+                }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
