@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{assert_no_survivors, fakes_dir, is_running, marker, wait_until, Project, Run};
+use crate::support::{
+    assert_no_survivors, fakes_dir, is_running, marker, wait_until, KillOnDrop, Project, Run,
+};
 
 /// A file beside the project's work tree (so `git add -A` never sees it).
 fn outside(project: &Project, name: &str) -> PathBuf {
@@ -94,6 +96,7 @@ fn files(project: &Project) -> Files {
 fn a_daemon_the_agent_started_is_stopped_by_ctrl_c() {
     let project = Project::git();
     let mark = marker("escape-int");
+    let _cleanup = KillOnDrop(mark.clone());
     let f = files(&project);
     let child = agent(&project, "#{prompt: \"hi\", view: \"none\"}", &mark)
         .env("FAKE_AGENT_MODE", "hang")
@@ -114,6 +117,7 @@ fn a_daemon_the_agent_started_is_stopped_by_ctrl_c() {
 fn a_daemon_the_agent_started_is_stopped_by_the_total_timeout() {
     let project = Project::git();
     let mark = marker("escape-timeout");
+    let _cleanup = KillOnDrop(mark.clone());
     let f = files(&project);
     let out = agent(&project, "#{prompt: \"hi\", view: \"none\", timeout: 1.5, idle_timeout: 60}", &mark)
         .env("FAKE_AGENT_MODE", "hang")
@@ -131,6 +135,7 @@ fn a_daemon_the_agent_started_is_stopped_by_the_total_timeout() {
 fn a_daemon_the_agent_started_is_stopped_when_the_call_ends() {
     let project = Project::git();
     let mark = marker("escape-end");
+    let _cleanup = KillOnDrop(mark.clone());
     let f = files(&project);
     let out = agent(&project, "#{prompt: \"hi\", view: \"none\"}", &mark)
         .env("FAKE_AGENT_ESCAPE", &f.daemon)
@@ -152,6 +157,7 @@ fn the_grace_period_waits_for_the_cli_behind_a_launcher_script() {
     let bin = project.path("bin/claude");
     std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mark = marker("launcher");
+    let _cleanup = KillOnDrop(mark.clone());
     let f = files(&project);
     let path = format!("{}:{}", project.path("bin").display(), std::env::var("PATH").unwrap());
     let start = Instant::now();
@@ -171,6 +177,7 @@ fn the_grace_period_waits_for_the_cli_behind_a_launcher_script() {
 fn a_progress_bar_without_newlines_keeps_the_agent_from_idling_out() {
     let project = Project::git();
     let mark = marker("progress");
+    let _cleanup = KillOnDrop(mark.clone());
     let out = agent(&project, "#{prompt: \"hi\", view: \"none\", idle_timeout: 1, timeout: 60}", &mark)
         .env("FAKE_AGENT_MODE", "progress")
         .run()
@@ -192,6 +199,7 @@ fn sighup_mid_generator_stops_the_agent_records_it_and_releases_the_lock() {
         .file(".loop/progress.md", "# Progress\n\n## Codebase Patterns\n\n---\n")
         .commit("set up the loop");
     let mark = marker("sighup");
+    let _cleanup = KillOnDrop(mark.clone());
     let f = files(&project);
     let child = project
         .aloop(&["run"])
@@ -221,6 +229,7 @@ fn sighup_mid_generator_stops_the_agent_records_it_and_releases_the_lock() {
 fn sigterm_stops_the_agent_and_exits_143() {
     let project = Project::git();
     let mark = marker("sigterm");
+    let _cleanup = KillOnDrop(mark.clone());
     let f = files(&project);
     let child = agent(&project, "#{prompt: \"hi\", view: \"none\"}", &mark)
         .env("FAKE_AGENT_MODE", "hang")
@@ -239,6 +248,7 @@ fn sigterm_stops_the_agent_and_exits_143() {
 fn the_agent_dies_with_aloop_when_aloop_is_killed() {
     let project = Project::git();
     let mark = marker("sigkill");
+    let _cleanup = KillOnDrop(mark.clone());
     let f = files(&project);
     // silent_hang starts no helper: what pdeathsig covers is the agent itself.
     let child = agent(&project, "#{prompt: \"hi\", view: \"none\"}", &mark)

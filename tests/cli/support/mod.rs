@@ -332,3 +332,15 @@ pub fn assert_no_survivors(marker: &str) {
     }
     assert!(left.is_empty(), "processes survived: {left:?}");
 }
+
+/// Kills every process of a marker when dropped, so that a failing test
+/// does not leave its agents running on the machine.
+pub struct KillOnDrop(pub String);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in marked(&self.0) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
