@@ -1,11 +1,19 @@
-//! Ctrl-C and SIGTERM. The first signal sets a flag that every blocking
-//! primitive and the script engine poll, so the agent's process group is
+//! Ctrl-C (SIGINT), SIGTERM and SIGHUP (the terminal closed, the ssh
+//! connection dropped). The first signal sets a flag that every blocking
+//! primitive and the script engine poll, so the agent's processes are
 //! stopped and the workflow records the interruption. A second signal kills
-//! the running child groups and exits at once with 130.
+//! the running child groups and exits at once (a handler may only touch
+//! atomics, so processes that left those groups are not looked for; the
+//! children themselves die with aloop, see `process`). Either way the exit
+//! code is 128 + the number of the first signal: 130 for Ctrl-C, 129 for
+//! SIGHUP, 143 for SIGTERM, as a shell reports a program that the signal
+//! ended.
 
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+/// The first signal that arrived (0 before any).
+static FIRST: AtomicI32 = AtomicI32::new(0);
 /// Process groups of running children; 0 marks a free slot. A fixed array
 /// because the signal handler may only touch atomics.
 static CHILD_GROUPS: [AtomicI32; 32] = [const { AtomicI32::new(0) }; 32];
@@ -16,14 +24,15 @@ pub fn install() {
     // reported like a full disk, instead of killing aloop mid-write.
     // SAFETY: setting a signal's disposition to "ignore" has no preconditions.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: the closure only uses atomics, kill(2) and _exit(2), all
         // async-signal-safe.
         let _ = unsafe {
-            signal_hook::low_level::register(signal, || {
+            signal_hook::low_level::register(signal, move || {
+                let _ = FIRST.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
                 if SIGNALS.fetch_add(1, Ordering::SeqCst) >= 1 {
                     kill_all_groups(libc::SIGKILL);
-                    signal_hook::low_level::exit(130);
+                    signal_hook::low_level::exit(exit_code());
                 }
             })
         };
@@ -32,6 +41,24 @@ pub fn install() {
 
 pub fn is_interrupted() -> bool {
     SIGNALS.load(Ordering::SeqCst) > 0
+}
+
+/// The exit code after an interruption: 128 + the first signal (130, as for
+/// Ctrl-C, when none arrived).
+pub fn exit_code() -> i32 {
+    128 + match FIRST.load(Ordering::SeqCst) {
+        0 => libc::SIGINT,
+        signal => signal,
+    }
+}
+
+/// What interrupted aloop, for messages: "Ctrl-C", "SIGTERM" or "SIGHUP".
+pub fn cause() -> &'static str {
+    match FIRST.load(Ordering::SeqCst) {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        _ => "Ctrl-C",
+    }
 }
 
 /// How many interrupts have arrived. A child remembers the count it was
@@ -51,6 +78,11 @@ pub fn kill_all_groups(signal: i32) {
             unsafe { libc::kill(-pgid, signal) };
         }
     }
+}
+
+/// Whether `pgid` is the group (and so the leader's pid) of a running child.
+pub fn is_child_group(pgid: i32) -> bool {
+    pgid > 0 && CHILD_GROUPS.iter().any(|slot| slot.load(Ordering::SeqCst) == pgid)
 }
 
 /// Registers a child process group for the lifetime of the guard, so that a

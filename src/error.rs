@@ -40,7 +40,8 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// The user pressed Ctrl-C (or the process got SIGTERM): exit code 130.
+/// The user pressed Ctrl-C (or the process got SIGTERM or SIGHUP): exit code
+/// 128 + the signal (`cancel::exit_code`).
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted")]
 pub struct Interrupted;
@@ -62,7 +63,7 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         return 2;
     }
     if err.downcast_ref::<Interrupted>().is_some() {
-        return 130;
+        return crate::cancel::exit_code();
     }
     1
 }

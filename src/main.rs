@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::process::ExitCode;
 
 // mimalloc frees and allocates the many small maps of a big prd.json about
@@ -9,15 +10,18 @@ static GLOBAL: aloop::memory::Counting<mimalloc::MiMalloc> = aloop::memory::Coun
 
 fn main() -> ExitCode {
     aloop::cancel::install();
+    aloop::process::init();
     let code = match aloop::app::run(std::env::args_os().collect()) {
         Ok(code) => code,
         Err(err) => {
-            let code = aloop::error::exit_code(&err);
-            match code {
-                130 => eprintln!("aloop: interrupted"),
-                _ => eprintln!("error: {err:#}"),
+            // After SIGHUP the terminal may be gone: a failed write is no reason to panic.
+            let mut stderr = std::io::stderr();
+            if err.downcast_ref::<aloop::error::Interrupted>().is_some() {
+                let _ = writeln!(stderr, "aloop: interrupted ({})", aloop::cancel::cause());
+            } else {
+                let _ = writeln!(stderr, "error: {err:#}");
             }
-            code
+            aloop::error::exit_code(&err)
         }
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))

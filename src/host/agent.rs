@@ -538,6 +538,15 @@ fn not_found(adapter: &mut Adapter, host: &SharedHost, engine: &Engine, program:
     })
 }
 
+/// The outcome of a run that an interrupt stopped, or that never started after one.
+fn interrupted() -> Outcome {
+    Outcome {
+        status: "interrupted",
+        exit_code: None,
+        error: Some(format!("interrupted ({})", cancel::cause())),
+    }
+}
+
 /// agent::run(name, request) -> result map.
 fn run(host: &SharedHost, engine: &Engine, name: &str, req: Map) -> Fallible<Map> {
     let start = Instant::now();
@@ -547,9 +556,7 @@ fn run(host: &SharedHost, engine: &Engine, name: &str, req: Map) -> Fallible<Map
     let mut collected = Collector::default();
     let outcome = match crate::program::find(&invocation.program, &req.cwd) {
         // After Ctrl-C the workflow is winding down: no new agent starts.
-        _ if cancel::is_interrupted() => {
-            Outcome { status: "interrupted", exit_code: None, error: Some("interrupted (Ctrl-C)".into()) }
-        }
+        _ if cancel::is_interrupted() => interrupted(),
         None => not_found(&mut adapter, host, engine, &invocation.program)?,
         Some(path) => supervise(host, engine, &mut adapter, &req, &invocation, &path, &mut collected)?,
     };
@@ -604,9 +611,7 @@ fn supervise(
     view.finish();
     let seconds = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64());
     Ok(match ending? {
-        Ending::Interrupted => {
-            Outcome { status: "interrupted", exit_code: None, error: Some("interrupted (Ctrl-C)".into()) }
-        }
+        Ending::Interrupted => interrupted(),
         Ending::TimedOut => Outcome {
             status: "timeout",
             exit_code: None,

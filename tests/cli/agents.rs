@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{fakes_dir, Output, Project, Run};
+use crate::support::{assert_no_survivors, fakes_dir, marker, wait_until, Output, Project, Run};
 
 /// Writes `script` into the project and returns a run of `aloop exec` on it.
 fn exec(project: &Project, script: &str) -> Run {
@@ -34,50 +34,6 @@ fn with_mode(agent: &str, mode: &str, request: &str) -> Value {
     let project = Project::git();
     let out = agent_run(&project, agent, request).env("FAKE_AGENT_MODE", mode).run().ok();
     result(&out)
-}
-
-/// Every process whose environment carries this marker.
-fn marked(marker: &str) -> Vec<u32> {
-    let needle = format!("ALOOP_TEST_MARKER={marker}");
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')) {
-            continue; // a zombie is already dead
-        }
-        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        if env.split(|&b| b == 0).any(|var| var == needle.as_bytes()) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn marker(name: &str) -> String {
-    format!("{name}-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos())
-}
-
-/// Asserts that no process of this marker is left (after a short grace for reaping).
-#[track_caller]
-fn assert_no_survivors(marker: &str) {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while !marked(marker).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let left = marked(marker);
-    for pid in &left {
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-    }
-    assert!(left.is_empty(), "processes survived: {left:?}");
 }
 
 #[test]
@@ -198,15 +154,17 @@ fn ctrl_c_stops_the_agent_group_records_interrupted_and_exits_130() {
          let after = agent::run(\"claude\", #{prompt: \"again\"});\nprint(json::stringify(after));\n",
     )
     .unwrap();
+    let ready = project.root().parent().unwrap().join("ready");
     let mut child = project
         .aloop(&["exec", "t.rhai"])
         .env("FAKE_AGENT_MODE", "hang")
         .env("FAKE_AGENT_LOG", &log)
+        .env("FAKE_AGENT_READY", &ready)
         .env("ALOOP_TEST_MARKER", &mark)
         .spawn();
-    // aloop, the fake and the helper the fake started in its group.
-    wait_until("the fake and its helper", Duration::from_secs(20), || marked(&mark).len() >= 3);
-    std::thread::sleep(Duration::from_millis(200));
+    // The fake says so once it has started its helper and hangs (counting
+    // processes would count a pyenv shim's, and guess under load).
+    wait_until("the fake to be ready", Duration::from_secs(60), || ready.exists());
     let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {

@@ -10,5 +10,6 @@ mod faults;
 mod hardening_fs;
 mod host;
 mod iterate;
+mod processes;
 mod story_loop;
 mod trust;

@@ -15,7 +15,16 @@ FAKE_AGENT_PLAN=/abs/plan.json
     is_error, error, cost, sleep, hang, mode.
 FAKE_AGENT_MODE
     ok (default), fail, error_result, hang, silent_hang, garbage, huge,
-    flood, ignore_term.
+    flood, ignore_term, slow_cleanup (hangs; on SIGTERM takes a second, then
+    writes FAKE_AGENT_CLEANED and exits), progress (redraws "working N%\r"
+    every 0.3 s for 3 s, no newline, then finishes like ok).
+FAKE_AGENT_READY=/abs/file
+    written with the fake's pid once it is running and, for the modes that
+    hang, about to wait: tests wait for it instead of counting processes.
+FAKE_AGENT_ESCAPE=/abs/file
+    first start a grandchild that leaves the process group and the session
+    (fork, setsid, fork: a daemon) and sleeps; it writes its pid to the file
+    before the fake goes on.
 """
 
 import fcntl
@@ -26,7 +35,8 @@ import subprocess
 import sys
 import time
 
-MODES = {"ok", "fail", "error_result", "hang", "silent_hang", "garbage", "huge", "flood", "ignore_term"}
+MODES = {"ok", "fail", "error_result", "hang", "silent_hang", "garbage", "huge", "flood", "ignore_term",
+         "slow_cleanup", "progress"}
 
 
 class Usage(Exception):
@@ -88,9 +98,48 @@ def plan_entry():
     return plan[min(n, len(plan) - 1)]
 
 
+def write_file(path, text):
+    """Writes a whole file at once (a reader never sees half of it)."""
+    temp = path + ".tmp"
+    with open(temp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.rename(temp, path)
+
+
+def ready():
+    path = os.environ.get("FAKE_AGENT_READY")
+    if path:
+        write_file(path, str(os.getpid()))
+
+
 def sleep_forever():
+    ready()
     while True:
         time.sleep(3600)
+
+
+def escape(pidfile):
+    """A daemon: fork, setsid, fork; the grandchild writes its pid and sleeps
+    with its stdio on /dev/null. Returns once the pid is written."""
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            write_file(pidfile, str(os.getpid()))
+            os.execvp("sleep", ["sleep", "100000"])
+        os._exit(0)
+    os.wait()
+    deadline = time.time() + 30
+    while not os.path.exists(pidfile) and time.time() < deadline:
+        time.sleep(0.01)
+
+
+def clean_up_slowly(_signum, _frame):
+    time.sleep(1)
+    write_file(os.environ["FAKE_AGENT_CLEANED"], "cleaned")
+    os._exit(143)
 
 
 def spawn_helper(ignore_term=False):
@@ -136,6 +185,8 @@ class Session:
         if mode not in MODES:
             sys.stderr.write(f"fake {self.fmt.agent}: unknown FAKE_AGENT_MODE {mode!r}\n")
             return 2
+        if os.environ.get("FAKE_AGENT_ESCAPE"):
+            escape(os.environ["FAKE_AGENT_ESCAPE"])
         if entry.get("sleep"):
             time.sleep(float(entry["sleep"]))
         fmt = self.fmt
@@ -150,6 +201,16 @@ class Session:
             sys.stderr.write(f"fake {fmt.agent}: simulated failure (FAKE_AGENT_MODE=fail)\n")
             return 1
         fmt.init()
+        if mode == "slow_cleanup":
+            signal.signal(signal.SIGTERM, clean_up_slowly)
+            fmt.text("Working on it...")
+            sleep_forever()
+        if mode == "progress":
+            ready()
+            for i in range(10):
+                raw(f"working {i * 10}%\r".encode())
+                time.sleep(0.3)
+            raw(b"\n")
         if mode == "hang":
             spawn_helper()
             fmt.text("Working on it...")

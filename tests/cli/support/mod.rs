@@ -274,3 +274,73 @@ impl Output {
             .unwrap_or_else(|e| panic!("stdout is not one JSON document: {e}\n{}", self.stdout))
     }
 }
+
+/// Every live process whose environment carries this marker (in
+/// `ALOOP_TEST_MARKER`, which aloop and its agents inherit).
+pub fn marked(marker: &str) -> Vec<u32> {
+    let needle = format!("ALOOP_TEST_MARKER={marker}");
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if !is_running(pid) {
+            continue;
+        }
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        if env.split(|&b| b == 0).any(|var| var == needle.as_bytes()) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Whether the process exists and is not a zombie (a zombie is already dead).
+pub fn is_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Polls `done` every 50 ms; fails the test after `timeout`.
+#[track_caller]
+pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A marker value unique to this test run and call.
+pub fn marker(name: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{name}-{}-{n}", std::process::id())
+}
+
+/// Asserts that no process of this marker is left (after a short grace for
+/// reaping); kills the survivors so that they do not outlive the test.
+#[track_caller]
+pub fn assert_no_survivors(marker: &str) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !marked(marker).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = marked(marker);
+    for pid in &left {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    assert!(left.is_empty(), "processes survived: {left:?}");
+}
+
+/// Kills every process of a marker when dropped, so that a failing test
+/// does not leave its agents running on the machine.
+pub struct KillOnDrop(pub String);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in marked(&self.0) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
