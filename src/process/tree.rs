@@ -78,6 +78,13 @@ impl Tree {
     /// leader among them until it is reaped), and reaps the zombies among
     /// aloop's orphans.
     pub fn refresh(&mut self) -> Vec<Member> {
+        // With no child at all, aloop has no descendant either (an orphan of
+        // the child would be aloop's own), so there is nothing to look for:
+        // the usual case at the end of a call, and a /proc scan saved.
+        if !has_children() {
+            self.known.clear();
+            return Vec::new();
+        }
         let procs = scan();
         let me = std::process::id() as i32;
         // SAFETY: getpgrp(2) has no preconditions.
@@ -125,6 +132,19 @@ impl Tree {
     fn owns_orphan(&self, p: &Proc) -> bool {
         self.knows(p) || p.pgid == self.leader || (!p.zombie && environ_has(p.pid, &self.marker))
     }
+}
+
+/// Whether aloop has any child process, running or a zombie.
+fn has_children() -> bool {
+    // SAFETY: an all-zero siginfo_t is a valid value to be filled in.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid(2) with WNOWAIT and WNOHANG only looks: it reaps
+    // nothing and does not block; `info` is a valid siginfo_t.
+    let found = unsafe {
+        libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT)
+    };
+    // ECHILD: there is no child to wait for.
+    found == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ECHILD)
 }
 
 /// Every process in /proc (those that vanish while it is read are skipped).
