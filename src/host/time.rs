@@ -143,20 +143,20 @@ fn format_duration(secs: i64) -> Fallible<String> {
 
 /// A five-field crontab expression ("0 9 * * 1-5", names and @daily allowed).
 fn cron(expr: &str) -> Fallible<Cron> {
-    CronParser::builder()
-        .seconds(Seconds::Disallowed)
-        .year(Year::Disallowed)
-        .build()
-        .parse(expr)
-        .map_err(|e| raise(format!("'{expr}' is not a cron expression (minute hour day month weekday): {e}")))
+    CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build().parse(expr).map_err(
+        |e| {
+            let why = e.to_string();
+            let why = why.trim_end_matches('.');
+            raise(format!("'{expr}' is not a cron expression (minute hour day month weekday): {why}"))
+        },
+    )
 }
 
 /// The first time (unix) after now at which `expr` fires, read in zone `tz`.
 fn cron_next(expr: &str, tz: &str) -> Fallible<i64> {
     let cron = cron(expr)?;
     let unix = now().map_err(raise)?.timestamp();
-    let never =
-        |e: croner::errors::CronError| raise(format!("the cron expression '{expr}' never fires: {e}"));
+    let never = |_| raise(format!("the cron expression '{expr}' never fires"));
     in_zone!(Zone::named(tz)?, unix, |t| Ok(cron.find_next_occurrence(&t, false).map_err(never)?.timestamp()))
 }
 

@@ -182,9 +182,9 @@ try { time::format(0, "%Q"); } catch (err) { print(err); }
          Mon 05 09:00 EST\n\
          2026-01-03 00:00\n\
          3600 UTC+01:00 00:00\n\
-         '61 * * * *' is not a cron expression (minute hour day month weekday): Component error: Number out of bounds.\n\
-         '* * * *' is not a cron expression (minute hour day month weekday): Invalid pattern: Pattern must have 5 fields when seconds are disallowed.\n\
-         the cron expression '0 0 30 2 *' never fires: CronScheduler time search limit exceeded.\n\
+         '61 * * * *' is not a cron expression (minute hour day month weekday): Component error: Number out of bounds\n\
+         '* * * *' is not a cron expression (minute hour day month weekday): Invalid pattern: Pattern must have 5 fields when seconds are disallowed\n\
+         the cron expression '0 0 30 2 *' never fires\n\
          'Mars/Base' is not a time zone: use local, UTC or an IANA name such as Europe/Berlin\n\
          '%Q' is not a strftime format\n"
     );
