@@ -212,6 +212,37 @@ try { proc::quote(["echo", 1]); } catch (e) { print(e); }
 }
 
 #[test]
+fn tables_align_wide_characters_by_terminal_columns() {
+    let script = r#"ui::table(["name", "status", "note"], [["日本語", "✅", "wide"], ["ascii", "ok", ()], ["🚀x", "失败", "last"]]);"#;
+    let p = Project::new().file("t.rhai", script);
+    let out = p.aloop(&["exec", "t.rhai"]).run().ok();
+    assert_eq!(
+        out.stdout,
+        "name    status  note\n\
+         ------  ------  ----\n\
+         日本語  ✅      wide\n\
+         ascii   ok\n\
+         🚀x     失败    last\n"
+    );
+}
+
+#[test]
+fn message_colours_follow_no_color_clicolor_and_clicolor_force() {
+    let p = Project::new().file("m.rhai", "ui::warn(\"careful\"); ui::success(\"done\");");
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = p.aloop(&["exec", "m.rhai"]).env("NO_COLOR", "").env("CLICOLOR_FORCE", "");
+        for (key, value) in env {
+            cmd = cmd.env(key, value);
+        }
+        cmd.run().ok().stderr
+    };
+    let plain = "warning: careful\n✓ done\n";
+    assert_eq!(run(&[]), plain, "no terminal, no colours");
+    assert_eq!(run(&[("CLICOLOR_FORCE", "1")]), "\x1b[33mwarning:\x1b[0m careful\n\x1b[32m✓\x1b[0m done\n");
+    assert_eq!(run(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]), plain, "NO_COLOR wins");
+}
+
+#[test]
 fn confirm_without_a_terminal_takes_the_default_and_says_why() {
     let p = Project::new().file("c.rhai", "print(`${ui::confirm(\"Go?\")} ${ui::confirm(\"Go?\", true)}`);");
     let out = p.aloop(&["exec", "c.rhai"]).run().ok().stderr_has("no terminal");
