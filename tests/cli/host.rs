@@ -518,8 +518,8 @@ fn a_fixture_path_helper_points_at_real_files() {
     assert!(fixture("host/primitives.rhai").is_file());
 }
 
-/// HEAD, the branch and "is this a repository" are read from the repository
-/// files where they can be; each must say what git says.
+/// HEAD, the branch and "is this a repository" must say what git says in
+/// every repository state.
 #[test]
 fn git_head_branch_and_is_repo_match_git_in_every_repository_state() {
     let p = Project::new().file("h.rhai", "print(`${git::head()}|${git::branch()}|${git::is_repo()}`);");
