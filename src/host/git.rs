@@ -62,7 +62,8 @@ pub fn module(host: &SharedHost) -> Module {
     let h = host.clone();
     // git::is_repo() -> whether the project is inside a git work tree.
     primitive!(m, "is_repo", || {
-        Ok(git(&h.roots.project, &["rev-parse", "--is-inside-work-tree"], None).is_ok_and(|s| s.trim() == "true"))
+        Ok(git(&h.roots.project, &["rev-parse", "--is-inside-work-tree"], None)
+            .is_ok_and(|s| s.trim() == "true"))
     });
     let h = host.clone();
     // git::head() -> the commit SHA of HEAD, or () before the first commit.
