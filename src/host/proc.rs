@@ -28,6 +28,15 @@ pub fn argv(args: &Array) -> Fallible<Vec<String>> {
         .collect()
 }
 
+/// proc::quote(argv) -> the words as one line for a POSIX shell, each
+/// quoted where it needs it (`echo 'a b'`), for showing a command or writing
+/// one into a crontab. A word holding a NUL byte cannot be quoted.
+fn quote(args: &Array) -> Fallible<String> {
+    let words = argv(args)?;
+    shlex::try_join(words.iter().map(String::as_str))
+        .map_err(|e| raise(format!("proc::quote: cannot quote {words:?} for a shell: {e}")))
+}
+
 /// The command for `argv` with the `cwd` and `env` options; `cwd` goes
 /// through the sandbox, and a bare program name is found on the child's
 /// PATH (`program::find_on`).
@@ -103,6 +112,7 @@ pub fn module(host: &SharedHost) -> Module {
     primitive!(m, "run", |args: Array| run(&h, &args, &Map::new()));
     let h = host.clone();
     primitive!(m, "run", |args: Array, opts: Map| run(&h, &args, &opts));
+    primitive!(m, "quote", |args: Array| quote(&args));
     // proc::env(name) -> the value of one of aloop's environment variables, or ().
     primitive!(m, "env", |name: &str| { Ok(std::env::var(name).map_or(Dynamic::UNIT, Dynamic::from)) });
     // proc::which(program) -> its full path on PATH, or ().

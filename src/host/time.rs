@@ -1,10 +1,15 @@
-//! `time::` — the clock. `ALOOP_NOW` (RFC 3339) overrides "now" for
-//! `now`, `unix`, `local_hour` and `local_minute`, so schedules can be tested
-//! at any hour; `unix_ms` is always the real clock, for measuring durations.
+//! `time::` — the clock, durations, cron expressions and time zones.
+//! `ALOOP_NOW` (RFC 3339) overrides "now", and the local zone becomes its
+//! offset, for everything but `unix_ms`, so schedules can be tested at any
+//! hour; `unix_ms` is always the real clock, for measuring durations.
 
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, FixedOffset, Local, SecondsFormat, TimeZone, Timelike};
+use chrono::format::{Item, StrftimeItems};
+use chrono::{DateTime, FixedOffset, Local, Offset, SecondsFormat, TimeZone, Timelike, Utc};
+use croner::parser::{CronParser, Seconds, Year};
+use croner::Cron;
 use rhai::Module;
 
 use super::{fail, raise, Fallible};
@@ -12,11 +17,15 @@ use crate::engine::SharedHost;
 
 /// Now, in local time, or the `ALOOP_NOW` override in its own offset.
 pub fn now() -> Result<DateTime<FixedOffset>, String> {
-    match std::env::var("ALOOP_NOW") {
-        Ok(text) if !text.is_empty() => DateTime::parse_from_rfc3339(&text)
+    match overridden() {
+        Some(text) => DateTime::parse_from_rfc3339(&text)
             .map_err(|e| format!("ALOOP_NOW='{text}' is not an RFC 3339 time: {e}")),
-        _ => Ok(Local::now().fixed_offset()),
+        None => Ok(Local::now().fixed_offset()),
     }
+}
+
+fn overridden() -> Option<String> {
+    std::env::var("ALOOP_NOW").ok().filter(|text| !text.is_empty())
 }
 
 fn parse(text: &str) -> Fallible<i64> {
@@ -25,12 +34,130 @@ fn parse(text: &str) -> Fallible<i64> {
         .map_err(|e| raise(format!("'{text}' is not an RFC 3339 time: {e}")))
 }
 
-fn format(unix: i64) -> Fallible<String> {
-    let offset = *now().map_err(raise)?.offset();
-    match offset.timestamp_opt(unix, 0).single() {
-        Some(t) => Ok(t.to_rfc3339_opts(SecondsFormat::Secs, false)),
-        None => fail(format!("{unix} is not a representable time")),
+/// A time zone a script names: "local" (the offset of ALOOP_NOW when it is
+/// set, else the system's zone with its daylight saving), "UTC", or an IANA
+/// name such as "Europe/Berlin".
+enum Zone {
+    Fixed(FixedOffset),
+    Local,
+    Named(chrono_tz::Tz),
+}
+
+impl Zone {
+    fn named(name: &str) -> Fallible<Zone> {
+        if name != "local" {
+            return chrono_tz::Tz::from_str(name).map(Zone::Named).map_err(|_| {
+                raise(format!(
+                    "'{name}' is not a time zone: use local, UTC or an IANA name such as Europe/Berlin"
+                ))
+            });
+        }
+        Ok(match overridden() {
+            Some(_) => Zone::Fixed(*now().map_err(raise)?.offset()),
+            None => Zone::Local,
+        })
     }
+}
+
+/// Evaluates `$body` with `$t` bound to the instant `$unix` seen in `$zone`:
+/// one generic body for the three kinds of zone.
+macro_rules! in_zone {
+    ($zone:expr, $unix:expr, |$t:ident| $body:expr) => {{
+        let utc = Utc
+            .timestamp_opt($unix, 0)
+            .single()
+            .ok_or_else(|| raise(format!("{} is not a representable time", $unix)))?;
+        match $zone {
+            Zone::Fixed(z) => {
+                let $t = utc.with_timezone(&z);
+                $body
+            }
+            Zone::Local => {
+                let $t = utc.with_timezone(&Local);
+                $body
+            }
+            Zone::Named(z) => {
+                let $t = utc.with_timezone(&z);
+                $body
+            }
+        }
+    }};
+}
+
+/// `unix` as RFC 3339 text in the local zone.
+fn rfc3339(unix: i64) -> Fallible<String> {
+    in_zone!(Zone::named("local")?, unix, |t| Ok(t.to_rfc3339_opts(SecondsFormat::Secs, false)))
+}
+
+/// `unix` in zone `tz` through a strftime format ("%Y-%m-%d %H:%M %Z").
+fn format(unix: i64, fmt: &str, tz: &str) -> Fallible<String> {
+    let items =
+        StrftimeItems::new(fmt).parse().map_err(|_| raise(format!("'{fmt}' is not a strftime format")))?;
+    if items.iter().any(|i| matches!(i, Item::Error)) {
+        return fail(format!("'{fmt}' is not a strftime format"));
+    }
+    in_zone!(Zone::named(tz)?, unix, |t| Ok(t.format_with_items(items.iter()).to_string()))
+}
+
+/// The local offset from UTC of now, in seconds (3600 for UTC+01:00).
+fn utc_offset() -> Fallible<i64> {
+    let unix = now().map_err(raise)?.timestamp();
+    in_zone!(Zone::named("local")?, unix, |t| Ok(i64::from(t.offset().fix().local_minus_utc())))
+}
+
+/// "900", "90s", "30m", "2h", "1d", "1h30m", "2h 15min", "1week" -> seconds.
+/// Plain digits are seconds; the units are humantime's.
+fn parse_duration(text: &str) -> Fallible<i64> {
+    let trimmed = text.trim();
+    let bad = || {
+        raise(format!(
+            "'{text}' is not a duration: use seconds or numbers with units, e.g. 900, 90s, 30m, 2h, 1d or 1h30m"
+        ))
+    };
+    let duration = if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {
+        Duration::from_secs(trimmed.parse().map_err(|_| bad())?)
+    } else {
+        humantime::parse_duration(trimmed).map_err(|_| bad())?
+    };
+    if duration.subsec_nanos() != 0 {
+        return fail(format!("'{text}' is not a whole number of seconds"));
+    }
+    i64::try_from(duration.as_secs()).map_err(|_| bad())
+}
+
+/// 7200 -> "2h", 5400 -> "1h30m", 90061 -> "1d1h1m1s", 0 -> "0s".
+fn format_duration(secs: i64) -> Fallible<String> {
+    if secs < 0 {
+        return fail(format!("time::format_duration: {secs} is not a number of seconds (it is negative)"));
+    }
+    let mut out = String::new();
+    let mut left = secs;
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if left >= size {
+            out.push_str(&format!("{}{unit}", left / size));
+            left %= size;
+        }
+    }
+    Ok(if out.is_empty() { "0s".to_string() } else { out })
+}
+
+/// A five-field crontab expression ("0 9 * * 1-5", names and @daily allowed).
+fn cron(expr: &str) -> Fallible<Cron> {
+    CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build().parse(expr).map_err(
+        |e| {
+            let why = e.to_string();
+            let why = why.trim_end_matches('.');
+            raise(format!("'{expr}' is not a cron expression (minute hour day month weekday): {why}"))
+        },
+    )
+}
+
+/// The first time (unix) after now at which `expr` fires, read in zone `tz`.
+fn cron_next(expr: &str, tz: &str) -> Fallible<i64> {
+    let cron = cron(expr)?;
+    let unix = now().map_err(raise)?.timestamp();
+    let never = |_| raise(format!("the cron expression '{expr}' never fires"));
+    in_zone!(Zone::named(tz)?, unix, |t| Ok(cron.find_next_occurrence(&t, false).map_err(never)?.timestamp()))
 }
 
 /// Sleeps in slices so that Ctrl-C ends the wait at once.
@@ -64,10 +191,23 @@ pub fn module(host: &SharedHost) -> Module {
     // time::local_hour() -> 0..=23, time::local_minute() -> 0..=59.
     primitive!(m, "local_hour", || { Ok(now().map_err(raise)?.hour() as i64) });
     primitive!(m, "local_minute", || { Ok(now().map_err(raise)?.minute() as i64) });
+    // time::utc_offset() -> the local offset from UTC now, in seconds.
+    primitive!(m, "utc_offset", || utc_offset());
     // time::parse("RFC 3339 text") -> unix seconds.
     primitive!(m, "parse", |text: &str| parse(text));
     // time::format(unix) -> RFC 3339 text in local time.
-    primitive!(m, "format", |unix: i64| format(unix));
+    primitive!(m, "format", |unix: i64| rfc3339(unix));
+    // time::format(unix, "%H:%M") -> strftime text in local time;
+    // time::format(unix, fmt, tz) in zone tz ("UTC", "Europe/Berlin", "local").
+    primitive!(m, "format", |unix: i64, fmt: &str| format(unix, fmt, "local"));
+    primitive!(m, "format", |unix: i64, fmt: &str, tz: &str| format(unix, fmt, tz));
+    // time::parse_duration("1h30m") -> 5400; time::format_duration(5400) -> "1h30m".
+    primitive!(m, "parse_duration", |text: &str| parse_duration(text));
+    primitive!(m, "format_duration", |secs: i64| format_duration(secs));
+    // time::cron_next("0 9 * * 1-5") -> the unix time it next fires after
+    // now, in local time; time::cron_next(expr, tz) in zone tz.
+    primitive!(m, "cron_next", |expr: &str| cron_next(expr, "local"));
+    primitive!(m, "cron_next", |expr: &str, tz: &str| cron_next(expr, tz));
     let h = host.clone();
     primitive!(m, "sleep", |secs: i64| sleep(&h, secs as f64));
     let h = host.clone();

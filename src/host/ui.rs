@@ -1,11 +1,14 @@
 //! `ui::` — talking to the person. Messages go to stderr so that stdout
-//! carries only what a script prints on purpose (tables, JSON). Colors only on
-//! a terminal and never with `NO_COLOR`. `confirm` never waits without one.
+//! carries only what a script prints on purpose (tables, JSON). Colours follow
+//! anstream: on a terminal, never with `NO_COLOR` or `CLICOLOR=0`, always with
+//! `CLICOLOR_FORCE`. `confirm` never waits without a terminal.
 //! (Rhai's own `print(text)` writes a line to stdout through `print_line`.)
 
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 
+use anstyle::{AnsiColor, Style};
 use rhai::{Array, Dynamic, Module};
+use unicode_width::UnicodeWidthStr;
 
 use super::json;
 use crate::engine::SharedHost;
@@ -22,38 +25,38 @@ pub fn print_line(text: &str) {
     }
 }
 
-fn colors() -> bool {
-    std::env::var_os("NO_COLOR").is_none() && io::stderr().is_terminal()
-}
-
-/// Prints `text` to stderr behind a colored label.
+/// Prints `text` to stderr behind a label coloured by its SGR code ("31"
+/// red, "32" green, "33" yellow; anything else plain).
 pub fn message(label: &str, color: &str, text: &str) {
-    let line = match (label.is_empty(), colors()) {
-        (true, _) => text.to_string(),
-        (false, true) => format!("\x1b[{color}m{label}\x1b[0m {text}"),
-        (false, false) => format!("{label} {text}"),
+    let color = match color {
+        "31" => Some(AnsiColor::Red),
+        "32" => Some(AnsiColor::Green),
+        "33" => Some(AnsiColor::Yellow),
+        _ => None,
     };
-    let _ = writeln!(io::stderr().lock(), "{line}");
+    let style = Style::new().fg_color(color.map(Into::into));
+    let line = if label.is_empty() { text.to_string() } else { format!("{style}{label}{style:#} {text}") };
+    let _ = writeln!(anstream::stderr().lock(), "{line}");
 }
 
-/// Lays out rows under headers in aligned columns.
+/// Lays out rows under headers in aligned columns, measured in terminal
+/// columns (a CJK character or an emoji takes two).
 pub fn table(headers: &[String], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.width()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
             if i < widths.len() {
-                widths[i] = widths[i].max(cell.chars().count());
+                widths[i] = widths[i].max(cell.width());
             }
         }
     }
     let line = |cells: &[String]| {
         let mut out = String::new();
         for (i, cell) in cells.iter().enumerate() {
-            let width = widths.get(i).copied().unwrap_or(0);
+            out.push_str(cell);
             if i + 1 < cells.len() {
-                out.push_str(&format!("{cell:<width$}  "));
-            } else {
-                out.push_str(cell);
+                let width = widths.get(i).copied().unwrap_or(0);
+                out.push_str(&" ".repeat(width.saturating_sub(cell.width()) + 2));
             }
         }
         out.trim_end().to_string()

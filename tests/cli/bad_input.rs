@@ -282,7 +282,7 @@ fn workflow_cases() -> Vec<Case> {
             plain,
             &["iterate", "watch", "--interval", "7m"],
             2,
-            "6m and 10m",
+            "cron cannot fire exactly every 7m",
         ),
         case("a zero interval", plain, &["iterate", "watch", "--interval", "0"], 2, "--interval '0'"),
         case("a negative interval", plain, &["iterate", "watch", "--interval", "-5m"], 2, "--interval '-5m'"),

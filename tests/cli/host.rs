@@ -140,6 +140,109 @@ fn time_follows_the_aloop_now_override() {
 }
 
 #[test]
+fn durations_parse_what_people_type_and_format_compactly() {
+    let script = r#"
+for d in ["900", "90s", "30m", "2h", "1d", "1h30m", " 2h 15min ", "1week"] { print(`${d}=${time::parse_duration(d)}`); }
+for s in [0, 45, 5400, 7200, 90061, 604800] { print(`${s}=${time::format_duration(s)}`); }
+for d in ["abc", "", "-5m", "1500ms"] { try { time::parse_duration(d); } catch (e) { print(e); } }
+"#;
+    let p = Project::new().file("d.rhai", script);
+    let out = p.aloop(&["exec", "d.rhai"]).run().ok();
+    let bad = "is not a duration: use seconds or numbers with units, e.g. 900, 90s, 30m, 2h, 1d or 1h30m";
+    assert_eq!(
+        out.stdout,
+        format!(
+            "900=900\n90s=90\n30m=1800\n2h=7200\n1d=86400\n1h30m=5400\n 2h 15min =8100\n1week=604800\n\
+             0=0s\n45=45s\n5400=1h30m\n7200=2h\n90061=1d1h1m1s\n604800=7d\n\
+             'abc' {bad}\n'' {bad}\n'-5m' {bad}\n'1500ms' is not a whole number of seconds\n"
+        )
+    );
+}
+
+#[test]
+fn cron_next_and_format_follow_the_zone_they_are_given() {
+    let script = r#"
+let weekdays = "0 9 * * 1-5";
+print(time::format(time::cron_next(weekdays)));
+print(time::format(time::cron_next(weekdays, "UTC")));
+print(time::format(time::cron_next(weekdays, "America/New_York"), "%a %d %H:%M %Z", "America/New_York"));
+print(time::format(time::cron_next("@daily"), "%Y-%m-%d %H:%M"));
+print(`${time::utc_offset()} ${time::format(time::unix(), "UTC%:z")} ${time::format(0, "%H:%M", "UTC")}`);
+for e in ["61 * * * *", "* * * *", "0 0 30 2 *"] { try { time::cron_next(e); } catch (err) { print(err); } }
+try { time::cron_next("* * * * *", "Mars/Base"); } catch (err) { print(err); }
+try { time::format(0, "%Q"); } catch (err) { print(err); }
+"#;
+    let p = Project::new().file("c.rhai", script);
+    // A Friday evening in Berlin: the next weekday 09:00 is Monday's.
+    let out = p.aloop(&["exec", "c.rhai"]).env("ALOOP_NOW", "2026-01-02T18:30:00+01:00").run().ok();
+    assert_eq!(
+        out.stdout,
+        "2026-01-05T09:00:00+01:00\n\
+         2026-01-05T10:00:00+01:00\n\
+         Mon 05 09:00 EST\n\
+         2026-01-03 00:00\n\
+         3600 UTC+01:00 00:00\n\
+         '61 * * * *' is not a cron expression (minute hour day month weekday): Component error: Number out of bounds\n\
+         '* * * *' is not a cron expression (minute hour day month weekday): Invalid pattern: Pattern must have 5 fields when seconds are disallowed\n\
+         the cron expression '0 0 30 2 *' never fires\n\
+         'Mars/Base' is not a time zone: use local, UTC or an IANA name such as Europe/Berlin\n\
+         '%Q' is not a strftime format\n"
+    );
+}
+
+#[test]
+fn proc_quote_joins_argv_for_a_posix_shell() {
+    let script = r#"
+print(proc::quote(["echo", "plain", "a b", "it's", "x=8%", "", "$HOME", "ünï"]));
+try { proc::quote(["a\x00b"]); } catch (e) { print(e); }
+try { proc::quote(["echo", 1]); } catch (e) { print(e); }
+"#;
+    let p = Project::new().file("q.rhai", script);
+    let out = p.aloop(&["exec", "q.rhai"]).run().ok();
+    assert_eq!(
+        out.stdout,
+        "echo plain 'a b' \"it's\" 'x=8%' '' '$HOME' 'ünï'\n\
+         proc::quote: cannot quote [\"a\\0b\"] for a shell: cannot shell-quote string containing nul byte\n\
+         argv[1] must be a string, not i64\n"
+    );
+    // What the shell makes of the line is the argv again.
+    let line = "printf '[%s]' plain 'a b' \"it's\" '' '$HOME'";
+    let shell = std::process::Command::new("sh").args(["-c", line]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&shell.stdout), "[plain][a b][it's][][$HOME]");
+}
+
+#[test]
+fn tables_align_wide_characters_by_terminal_columns() {
+    let script = r#"ui::table(["name", "status", "note"], [["日本語", "✅", "wide"], ["ascii", "ok", ()], ["🚀x", "失败", "last"]]);"#;
+    let p = Project::new().file("t.rhai", script);
+    let out = p.aloop(&["exec", "t.rhai"]).run().ok();
+    assert_eq!(
+        out.stdout,
+        "name    status  note\n\
+         ------  ------  ----\n\
+         日本語  ✅      wide\n\
+         ascii   ok\n\
+         🚀x     失败    last\n"
+    );
+}
+
+#[test]
+fn message_colours_follow_no_color_clicolor_and_clicolor_force() {
+    let p = Project::new().file("m.rhai", "ui::warn(\"careful\"); ui::success(\"done\");");
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = p.aloop(&["exec", "m.rhai"]).env("NO_COLOR", "").env("CLICOLOR_FORCE", "");
+        for (key, value) in env {
+            cmd = cmd.env(key, value);
+        }
+        cmd.run().ok().stderr
+    };
+    let plain = "warning: careful\n✓ done\n";
+    assert_eq!(run(&[]), plain, "no terminal, no colours");
+    assert_eq!(run(&[("CLICOLOR_FORCE", "1")]), "\x1b[33mwarning:\x1b[0m careful\n\x1b[32m✓\x1b[0m done\n");
+    assert_eq!(run(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]), plain, "NO_COLOR wins");
+}
+
+#[test]
 fn confirm_without_a_terminal_takes_the_default_and_says_why() {
     let p = Project::new().file("c.rhai", "print(`${ui::confirm(\"Go?\")} ${ui::confirm(\"Go?\", true)}`);");
     let out = p.aloop(&["exec", "c.rhai"]).run().ok().stderr_has("no terminal");
@@ -415,8 +518,8 @@ fn a_fixture_path_helper_points_at_real_files() {
     assert!(fixture("host/primitives.rhai").is_file());
 }
 
-/// HEAD, the branch and "is this a repository" are read from the repository
-/// files where they can be; each must say what git says.
+/// HEAD, the branch and "is this a repository" must say what git says in
+/// every repository state.
 #[test]
 fn git_head_branch_and_is_repo_match_git_in_every_repository_state() {
     let p = Project::new().file("h.rhai", "print(`${git::head()}|${git::branch()}|${git::is_repo()}`);");

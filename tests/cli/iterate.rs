@@ -539,8 +539,29 @@ fn invalid_intervals_and_quiet_hours_are_usage_errors_and_nothing_is_saved() {
         );
         assert!(!p.home().join("iterate-watch.json").exists(), "{args:?} saved a schedule");
     }
-    iterate(&p, &["watch", "--interval", "7m"]).code(2).stderr_has("6m and 10m");
-    iterate(&p, &["watch", "--interval", "5h"]).code(2).stderr_has("4h and 6h");
+    let inexact = "divides an hour (1-6, 10, 12, 15, 20 or 30m) or a day (1-4, 6, 8 or 12h), 1d or 7d";
+    iterate(&p, &["watch", "--interval", "7m"])
+        .code(2)
+        .stderr_has("cron cannot fire exactly every 7m: use an interval that")
+        .stderr_has(inexact);
+    iterate(&p, &["watch", "--interval", "1h30m"])
+        .code(2)
+        .stderr_has("every 1h30m")
+        .stderr_has("--cron \"0 9 * * 1-5\"");
+    iterate(&p, &["watch", "--cron", "0 9 * * 8"])
+        .code(2)
+        .stderr_has("--cron: '0 9 * * 8' is not a cron expression (minute hour day month weekday): Component error: Number out of bounds; e.g. --cron \"0 9 * * 1-5\"");
+    iterate(&p, &["watch", "--interval", "2h", "--cron", "0 9 * * *"])
+        .code(2)
+        .stderr_has("either --interval or --cron, not both");
+    iterate(&p, &["watch", "--tz", "Europe/Berlin"]).code(2).stderr_has("--tz goes with --cron");
+    iterate(&p, &["watch", "--cron", "0 9 * * *", "--tz", "Europe/Berlin"]).code(2).stderr_has(
+        "cron reads the crontab in this machine's time zone, so --tz goes with --foreground or --cloud",
+    );
+    iterate(&p, &["watch", "--cloud", "--cron", "0 9 * * *", "--tz", "Mars/Base"])
+        .code(2)
+        .stderr_has("'Mars/Base' is not a time zone");
+    assert!(!p.home().join("iterate-watch.json").exists());
     iterate(&p, &["watch", "--quiet-hours", "25-08"]).code(2).stderr_has("e.g. 22-08");
     // An existing schedule is left byte-identical by a bad change.
     iterate(&p, &["watch", "--interval", "1h"]).ok();
@@ -576,6 +597,73 @@ fn watch_status_shows_quiet_state_last_run_and_next_due_time() {
     // A quiet tick shows up as the last record.
     p.aloop(&["iterate", "tick"]).env("ALOOP_NOW", "2026-01-01T23:30:00+01:00").run().ok();
     at("2026-01-01T23:31:00+01:00", &[]).stdout_has("skipped (quiet hours 22:00-08:00)");
+}
+
+#[test]
+fn watch_takes_a_crontab_expression_and_shows_when_it_fires_next() {
+    let p = Project::git();
+    // A Friday evening: the next weekday 09:00 is Monday's.
+    let friday = "2026-01-02T18:30:00+01:00";
+    let watch = |args: &[&str]| {
+        let mut all = vec!["iterate", "watch"];
+        all.extend_from_slice(args);
+        p.aloop(&all).env("ALOOP_NOW", friday).run()
+    };
+    let line = watch(&["--cron", "0 9 * * 1-5"]).ok().stdout;
+    assert!(line.starts_with("0 9 * * 1-5 cd "), "{line}");
+    assert!(line.contains(" iterate tick >> "), "{line}");
+    let cfg = watch_json(&p);
+    assert_eq!(
+        (cfg["cron"].as_str(), cfg["interval"].as_str(), cfg["tz"].as_str()),
+        (Some("0 9 * * 1-5"), None, None)
+    );
+    let status = watch(&["--status"]).ok();
+    status
+        .stdout_has("schedule     cron \"0 9 * * 1-5\" (local time)\n")
+        .stdout_has("next due     2026-01-05T09:00:00+01:00\n");
+    // Options left out keep the saved expression; --tz reads it in another zone.
+    let args = ["--foreground", "--tz", "America/New_York", "--quiet-hours", "0-23"];
+    let stderr = foreground_until_ctrl_c(&p, &args, friday);
+    assert!(
+        stderr.contains("running a cycle cron \"0 9 * * 1-5\" (America/New_York) until Ctrl-C"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("next cycle at 2026-01-05T15:00:00+01:00"), "{stderr}");
+    let status = watch(&["--status", "--json"]).ok().json();
+    assert_eq!(status["config"]["tz"], "America/New_York");
+    assert_eq!(status["nextDueAt"], "2026-01-05T15:00:00+01:00", "09:00 in New York");
+    // An --interval replaces the expression and its zone.
+    watch(&["--interval", "2h"]).ok();
+    let cfg = watch_json(&p);
+    assert_eq!(
+        (cfg["cron"].as_str(), cfg["interval"].as_str(), cfg["tz"].as_str()),
+        (None, Some("2h"), None)
+    );
+}
+
+#[test]
+fn watch_cloud_with_cron_and_tz_gives_github_the_zone() {
+    let p = Project::git();
+    let yaml = p
+        .aloop(&["iterate", "watch", "--cloud", "--cron", "30 8 * * 1-5", "--tz", "Europe/Berlin"])
+        .env("ALOOP_NOW", "2026-01-01T12:00:00+01:00")
+        .run()
+        .ok()
+        .stdout;
+    let texts = [
+        "# Schedule: cron \"30 8 * * 1-5\" (Europe/Berlin); GitHub may\n",
+        "    - cron: \"30 8 * * 1-5\"\n      timezone: \"Europe/Berlin\"\n  workflow_dispatch:\n",
+        "aloop iterate watch --cron '30 8 * * 1-5' --agent claude --scope all > /dev/null",
+    ];
+    if let Some(doc) = workflow_with(&p, &yaml, &texts) {
+        let on = doc.get("on").or_else(|| doc.get("true")).expect("an `on` key");
+        assert_eq!(on["schedule"][0], json!({"cron": "30 8 * * 1-5", "timezone": "Europe/Berlin"}));
+    }
+    p.aloop(&["iterate", "watch", "--status"])
+        .env("ALOOP_NOW", "2026-01-01T12:00:00+01:00")
+        .run()
+        .ok()
+        .stdout_has("next due     2026-01-02T08:30:00+01:00 (GitHub may start it a few minutes late)");
 }
 
 #[test]
@@ -637,6 +725,17 @@ fn actionlint(path: &Path) -> bool {
     true
 }
 
+/// Asserts that the printed workflow holds each of `texts`, writes it to
+/// printed.yml and parses it (`None` without python3's yaml module).
+fn workflow_with(p: &Project, yaml: &str, texts: &[&str]) -> Option<Value> {
+    for text in texts {
+        assert!(yaml.contains(text), "workflow lacks {text:?}\n{yaml}");
+    }
+    let file = p.path("printed.yml");
+    std::fs::write(&file, yaml).unwrap();
+    parse_yaml(&file)
+}
+
 #[test]
 fn watch_cloud_prints_a_valid_github_actions_workflow() {
     let p = Project::git();
@@ -657,7 +756,7 @@ fn watch_cloud_prints_a_valid_github_actions_workflow() {
         .run()
         .ok();
     let yaml = out.stderr_has("ANTHROPIC_API_KEY").stdout;
-    for text in [
+    let texts = [
         "cron: \"0 */2 * * *\"",
         "# Quiet hours: 22:00-08:00 local time (UTC+01:00) are",
         "# 21:00-07:00 UTC on the runner",
@@ -669,12 +768,9 @@ fn watch_cloud_prints_a_valid_github_actions_workflow() {
         "--quiet-hours 21:00-07:00 --metrics metrics.json",
         "aloop iterate tick",
         "uses: peter-evans/create-pull-request@v7",
-    ] {
-        assert!(yaml.contains(text), "workflow lacks {text:?}\n{yaml}");
-    }
+    ];
     let file = p.path("printed.yml");
-    std::fs::write(&file, &yaml).unwrap();
-    if let Some(doc) = parse_yaml(&file) {
+    if let Some(doc) = workflow_with(&p, &yaml, &texts) {
         // YAML 1.1 reads the key `on` as true.
         let on = doc.get("on").or_else(|| doc.get("true")).expect("an `on` key");
         assert_eq!(on["schedule"][0]["cron"], "0 */2 * * *");
@@ -769,10 +865,18 @@ fn tick_refuses_a_schedule_saved_for_another_project() {
 #[test]
 fn watch_foreground_runs_cycles_until_ctrl_c() {
     let p = Project::git();
-    let child = p
-        .aloop(&["iterate", "watch", "--foreground", "--interval", "7m", "--quiet-hours", "22-08"])
-        .env("ALOOP_NOW", "2026-01-01T23:30:00+01:00")
-        .spawn();
+    let args = ["--foreground", "--interval", "7m", "--quiet-hours", "22-08"];
+    foreground_until_ctrl_c(&p, &args, "2026-01-01T23:30:00+01:00");
+    assert_eq!(runs(&p)[0]["reason"], "quiet hours 22:00-08:00");
+    assert_eq!(watch_json(&p)["interval"], "7m", "--foreground takes any interval");
+}
+
+/// Runs `iterate watch ARGS` at `now` until its first cycle is recorded,
+/// then presses Ctrl-C; returns its stderr.
+fn foreground_until_ctrl_c(p: &Project, args: &[&str], now: &str) -> String {
+    let mut all = vec!["iterate", "watch"];
+    all.extend_from_slice(args);
+    let child = p.aloop(&all).env("ALOOP_NOW", now).spawn();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !p.home().join("iterate-runs.json").exists() {
         assert!(Instant::now() < deadline, "no cycle ran");
@@ -781,9 +885,9 @@ fn watch_foreground_runs_cycles_until_ctrl_c() {
     std::thread::sleep(Duration::from_millis(300));
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(runs(&p)[0]["reason"], "quiet hours 22:00-08:00");
-    assert_eq!(watch_json(&p)["interval"], "7m", "--foreground takes any interval");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    stderr
 }
 
 // ------------------------------------------------ with an agent (the fakes)

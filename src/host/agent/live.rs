@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
 const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 /// Longest tool summary shown; the rest is cut with an ellipsis.
 const SUMMARY_CHARS: usize = 120;
@@ -99,6 +101,25 @@ fn shorten(text: &str) -> String {
     }
 }
 
+/// `line` cut with an ellipsis to at most `width` terminal columns (a CJK
+/// character or an emoji takes two), so the status line never wraps.
+fn fit(line: &str, width: usize) -> String {
+    if line.width() <= width {
+        return line.to_string();
+    }
+    let mut out = String::new();
+    let mut used = 1; // the ellipsis
+    for c in line.chars() {
+        used += c.width().unwrap_or(0);
+        if used > width {
+            break;
+        }
+        out.push(c);
+    }
+    out.push('…');
+    out
+}
+
 /// Plain lines for logs and pipes.
 pub struct Plain {
     prefix: String,
@@ -167,11 +188,7 @@ impl Status {
         }
         let line = format!("{} {}", SPINNER[self.frame % SPINNER.len()], parts.join(" · "));
         let width = terminal_width().saturating_sub(1).max(10);
-        if line.chars().count() > width {
-            format!("{}…", line.chars().take(width - 1).collect::<String>())
-        } else {
-            line
-        }
+        fit(&line, width)
     }
 
     /// Clears the status line, prints `lines` above it and redraws it.
@@ -292,24 +309,24 @@ impl Live {
 
 /// Columns of the terminal on stderr, 80 when it cannot be asked.
 fn terminal_width() -> usize {
-    // SAFETY: TIOCGWINSZ fills a winsize struct we own.
-    unsafe {
-        let mut size: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) == 0 && size.ws_col > 0 {
-            return size.ws_col as usize;
-        }
-    }
-    80
+    terminal_size::terminal_size_of(io::stderr()).map_or(80, |(width, _)| usize::from(width.0).max(1))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::shorten;
+    use super::{fit, shorten};
 
     #[test]
     fn summaries_are_one_short_line() {
         assert_eq!(shorten("cargo test"), "cargo test");
         assert_eq!(shorten("\n  git add -A\ngit commit"), "git add -A …");
         assert_eq!(shorten(&"x".repeat(200)).chars().count(), 121);
+    }
+
+    #[test]
+    fn the_status_line_is_cut_by_terminal_columns() {
+        assert_eq!(fit("⠋ claude · 1m", 20), "⠋ claude · 1m");
+        assert_eq!(fit("⠋ 日本語のテキスト", 10), "⠋ 日本語…");
+        assert_eq!(fit("⠋ 🚀🚀🚀🚀", 7), "⠋ 🚀🚀…");
     }
 }
