@@ -180,6 +180,14 @@ fn mask(placeholders: &[(String, &'static str)], text: &str) -> String {
     placeholders.iter().fold(text.to_string(), |text, (path, name)| text.replace(path.as_str(), name))
 }
 
+/// The start of a long text, for context in a failure message.
+fn brief(text: &str) -> String {
+    match text.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
 /// Asserts that two texts are equal; on failure shows a line diff.
 #[track_caller]
 pub fn assert_same(what: &str, actual: &str, expected: &str) {
@@ -319,7 +327,7 @@ impl Output {
     /// and `{home}`).
     #[track_caller]
     pub fn stdout_is(self, expected: &str) -> Self {
-        let what = format!("stdout (stderr: {:?})", self.stderr);
+        let what = format!("stdout (stderr: {:?})", brief(&self.stderr));
         assert_same(&what, &mask(&self.placeholders, &self.stdout), expected);
         self
     }
@@ -328,7 +336,7 @@ impl Output {
     /// and `{home}`).
     #[track_caller]
     pub fn stderr_is(self, expected: &str) -> Self {
-        let what = format!("stderr (exit {}, stdout: {:?})", self.code, self.stdout);
+        let what = format!("stderr (exit {}, stdout: {:?})", self.code, brief(&self.stdout));
         assert_same(&what, &mask(&self.placeholders, &self.stderr), expected);
         self
     }
