@@ -1,7 +1,8 @@
 //! A fluent builder for temporary projects and a runner for the real `aloop`
 //! binary. Every run gets its own `ALOOP_HOME` and `HOME`, no colors, and the
 //! fake agents of `tests/fakes` first on PATH. Exact expectations name the
-//! temp paths as `{root}` (the project) and `{home}` (`ALOOP_HOME`).
+//! temp paths as `{root}` (the project), `{home}` (`ALOOP_HOME`) and `{tmp}`
+//! (the folder that holds both).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -112,7 +113,7 @@ impl Project {
         assert_eq!(actual, expected.as_ref(), "{rel}: the same text, other bytes");
     }
 
-    /// The text with this project's temp paths as `{root}` and `{home}`.
+    /// The text with this project's temp paths as `{root}`, `{home}` and `{tmp}`.
     pub fn masked(&self, text: &str) -> String {
         mask(&self.placeholders(), text)
     }
@@ -121,7 +122,9 @@ impl Project {
     /// longest first so that no path is replaced inside a longer one.
     fn placeholders(&self) -> Vec<(String, &'static str)> {
         let mut pairs = Vec::new();
-        for (path, name) in [(self.root(), "{root}"), (self.home(), "{home}")] {
+        for (path, name) in
+            [(self.root(), "{root}"), (self.home(), "{home}"), (self.dir.path().to_path_buf(), "{tmp}")]
+        {
             let resolved = path.canonicalize().unwrap_or_else(|_| path.clone());
             for p in [path, resolved] {
                 pairs.push((p.display().to_string(), name));
@@ -323,8 +326,8 @@ impl Output {
         self
     }
 
-    /// Asserts that stdout is exactly `expected` (temp paths as `{root}`
-    /// and `{home}`).
+    /// Asserts that stdout is exactly `expected` (temp paths as `{root}`,
+    /// `{home}` and `{tmp}`).
     #[track_caller]
     pub fn stdout_is(self, expected: &str) -> Self {
         let what = format!("stdout (stderr: {:?})", brief(&self.stderr));
@@ -332,8 +335,8 @@ impl Output {
         self
     }
 
-    /// Asserts that stderr is exactly `expected` (temp paths as `{root}`
-    /// and `{home}`).
+    /// Asserts that stderr is exactly `expected` (temp paths as `{root}`,
+    /// `{home}` and `{tmp}`).
     #[track_caller]
     pub fn stderr_is(self, expected: &str) -> Self {
         let what = format!("stderr (exit {}, stdout: {:?})", self.code, brief(&self.stdout));
