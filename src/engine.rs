@@ -322,15 +322,15 @@ pub fn new_engine(host: &SharedHost) -> Engine {
     // The standard package is registered eagerly. Its lazy form looks each
     // function up in the manifests on first use, but that first use repeats on
     // every call into the engine from Rust (each `call_fn` starts with empty
-    // caches): an agent adapter's `parse`, called once per line, ran 5x slower
-    // (17 -> 3 MB/s in `cargo bench -- stream`), while cold start measured the
+    // caches): an agent adapter's `parse`, called once per line, ran several
+    // times slower (`cargo bench -- stream`), while cold start measured the
     // same either way (`cargo bench -- start`). Print, debug and modules are
     // set below.
     let mut engine = Engine::new_raw();
     engine.register_global_module(StandardPackage::new().as_shared_module());
     // No string interning: past its cap Rhai's interner rescans the whole
-    // cache for every new interpolated string, which was a fifth of checking
-    // a 10,000-story prd.json (BENCHMARKS.md). No data size limits either:
+    // cache for every new interpolated string, a large part of checking a
+    // 10,000-story prd.json (BENCHMARKS.md). No data size limits either:
     // with any of them set, Rhai walks a whole value after each change to it,
     // so marking one story of 10,000 cost a millisecond. Files are capped
     // where they are read instead (atomic::MAX_TEXT_FILE), and the operation

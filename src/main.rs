@@ -1,8 +1,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-// mimalloc frees and allocates the many small maps of a big prd.json about
-// twice as fast as glibc (BENCHMARKS.md); its v2 without transparent huge
+// mimalloc frees and allocates the many small maps of a big prd.json faster
+// than glibc (BENCHMARKS.md); its v2 without transparent huge
 // pages starts as fast as glibc. Its big blocks are counted for the scripts'
 // memory budget.
 #[global_allocator]

@@ -12,7 +12,8 @@
 //!
 //! Each stdout line that is a JSON object reaches `parse` already parsed (a
 //! map); any other line reaches it as a string. Parsing JSON in Rust keeps
-//! the per-line cost in the script small (see `docs/adapters.md`).
+//! the per-line cost in the script small (see "Writing an adapter" in
+//! README.md).
 
 mod live;
 

@@ -141,7 +141,12 @@ fn has_children() -> bool {
     // SAFETY: waitid(2) with WNOWAIT and WNOHANG only looks: it reaps
     // nothing and does not block; `info` is a valid siginfo_t.
     let found = unsafe {
-        libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT)
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT,
+        )
     };
     // ECHILD: there is no child to wait for.
     found == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ECHILD)

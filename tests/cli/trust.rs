@@ -59,7 +59,10 @@ fn an_untrusted_command_manifest_is_ignored_with_one_warning_and_runs_nothing() 
     assert!(!p.exists("pwned"));
 
     // Once trusted, it is the user's choice, and the route is taken.
-    p.aloop(&["trust"]).run().ok().stdout_has(".loop/scripts/commands.toml  trusted");
+    p.aloop(&["trust"]).run().ok().stdout_is(
+        "SCRIPT                       STATUS\n---------------------------  -------\n\
+         .loop/scripts/commands.toml  trusted\n",
+    );
     status_on_a_terminal(&p);
     assert!(p.exists("pwned"), "a trusted manifest is used");
 
@@ -69,7 +72,10 @@ fn an_untrusted_command_manifest_is_ignored_with_one_warning_and_runs_nothing() 
     std::fs::remove_file(p.path("pwned")).unwrap();
     status_on_a_terminal(&p);
     assert!(!p.exists("pwned"));
-    p.aloop(&["trust", "--list"]).run().ok().stdout_has("commands.toml  changed since trusted");
+    p.aloop(&["trust", "--list"]).run().ok().stdout_is(
+        "SCRIPT                       STATUS\n---------------------------  ---------------------\n\
+         .loop/scripts/commands.toml  changed since trusted\n",
+    );
 }
 
 #[test]

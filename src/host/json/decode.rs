@@ -2,7 +2,7 @@
 //!
 //! Rhai's own `Deserialize for Dynamic` collects each object into a map and
 //! then rebuilds it entry by entry (`From<BTreeMap>`), and each array too:
-//! a third of the time an agent adapter spends on a stream-json line.
+//! much of the time an agent adapter spends on a stream-json line.
 
 use std::collections::btree_map::Entry;
 use std::fmt;

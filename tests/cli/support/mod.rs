@@ -1,6 +1,8 @@
 //! A fluent builder for temporary projects and a runner for the real `aloop`
 //! binary. Every run gets its own `ALOOP_HOME` and `HOME`, no colors, and the
-//! fake agents of `tests/fakes` first on PATH.
+//! fake agents of `tests/fakes` first on PATH. Exact expectations name the
+//! temp paths as `{root}` (the project), `{home}` (`ALOOP_HOME`) and `{tmp}`
+//! (the folder that holds both).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -103,6 +105,36 @@ impl Project {
             .unwrap_or_else(|e| panic!("reading $ALOOP_HOME/{rel}: {e}"))
     }
 
+    /// Asserts that a project file holds exactly these bytes.
+    #[track_caller]
+    pub fn file_is(&self, rel: &str, expected: impl AsRef<[u8]>) {
+        let actual = std::fs::read(self.path(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"));
+        assert_same(rel, &String::from_utf8_lossy(&actual), &String::from_utf8_lossy(expected.as_ref()));
+        assert_eq!(actual, expected.as_ref(), "{rel}: the same text, other bytes");
+    }
+
+    /// The text with this project's temp paths as `{root}`, `{home}` and `{tmp}`.
+    pub fn masked(&self, text: &str) -> String {
+        mask(&self.placeholders(), text)
+    }
+
+    /// Each temp path (as given and as resolved) with its placeholder,
+    /// longest first so that no path is replaced inside a longer one.
+    fn placeholders(&self) -> Vec<(String, &'static str)> {
+        let mut pairs = Vec::new();
+        for (path, name) in
+            [(self.root(), "{root}"), (self.home(), "{home}"), (self.dir.path().to_path_buf(), "{tmp}")]
+        {
+            let resolved = path.canonicalize().unwrap_or_else(|_| path.clone());
+            for p in [path, resolved] {
+                pairs.push((p.display().to_string(), name));
+            }
+        }
+        pairs.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
+        pairs.dedup();
+        pairs
+    }
+
     pub fn exists(&self, rel: &str) -> bool {
         self.path(rel).exists()
     }
@@ -143,7 +175,31 @@ impl Project {
             .env("GIT_COMMITTER_EMAIL", "test@example.com")
             .env_remove("ALOOP_NOW")
             .env_remove("ALOOP_MAX_OPERATIONS");
-        Run { cmd, stdin: None, timeout: Duration::from_secs(60) }
+        Run { cmd, stdin: None, timeout: Duration::from_secs(60), placeholders: self.placeholders() }
+    }
+}
+
+fn mask(placeholders: &[(String, &'static str)], text: &str) -> String {
+    placeholders.iter().fold(text.to_string(), |text, (path, name)| text.replace(path.as_str(), name))
+}
+
+/// The start of a long text, for context in a failure message.
+fn brief(text: &str) -> String {
+    match text.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// Asserts that two texts are equal; on failure shows a line diff.
+#[track_caller]
+pub fn assert_same(what: &str, actual: &str, expected: &str) {
+    if actual != expected {
+        let diff = similar::TextDiff::from_lines(expected, actual);
+        panic!(
+            "{what} is not as expected (- expected, + actual):\n{}",
+            diff.unified_diff().context_radius(3).header("expected", "actual")
+        );
     }
 }
 
@@ -168,6 +224,7 @@ pub struct Run {
     cmd: Command,
     stdin: Option<Vec<u8>>,
     timeout: Duration,
+    placeholders: Vec<(String, &'static str)>,
 }
 
 impl Run {
@@ -223,6 +280,7 @@ impl Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            placeholders: self.placeholders,
         }
     }
 }
@@ -232,6 +290,7 @@ pub struct Output {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+    placeholders: Vec<(String, &'static str)>,
 }
 
 impl Output {
@@ -265,6 +324,30 @@ impl Output {
             self.stderr
         );
         self
+    }
+
+    /// Asserts that stdout is exactly `expected` (temp paths as `{root}`,
+    /// `{home}` and `{tmp}`).
+    #[track_caller]
+    pub fn stdout_is(self, expected: &str) -> Self {
+        let what = format!("stdout (stderr: {:?})", brief(&self.stderr));
+        assert_same(&what, &mask(&self.placeholders, &self.stdout), expected);
+        self
+    }
+
+    /// Asserts that stderr is exactly `expected` (temp paths as `{root}`,
+    /// `{home}` and `{tmp}`).
+    #[track_caller]
+    pub fn stderr_is(self, expected: &str) -> Self {
+        let what = format!("stderr (exit {}, stdout: {:?})", self.code, brief(&self.stdout));
+        assert_same(&what, &mask(&self.placeholders, &self.stderr), expected);
+        self
+    }
+
+    /// Asserts that nothing was written to stderr.
+    #[track_caller]
+    pub fn stderr_empty(self) -> Self {
+        self.stderr_is("")
     }
 
     /// Parses stdout as exactly one JSON document.
