@@ -199,7 +199,7 @@ fn unknown_scope_agent_and_bad_numbers_are_usage_errors() {
     iterate(&p, &["run", "--dry-run", "--scope", "marketing"]).code(2).stderr_has("marketing");
     iterate(&p, &["run", "--dry-run", "--agent", "nosuchagent"])
         .code(2)
-        .stderr_has("unknown agent 'nosuchagent'");
+        .stderr_has("no agent adapter named 'nosuchagent'");
     iterate(&p, &["run", "--dry-run", "--max-files", "0"]).code(2).stderr_has("--max-files");
     iterate(&p, &["run", "--dry-run", "--metrics", "m.json", "--metrics-cmd", "echo", "{}"])
         .code(2)
