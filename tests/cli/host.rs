@@ -397,6 +397,33 @@ fn eject_copies_a_bundled_file_for_forking_and_keeps_edits_unless_forced() {
     p.aloop(&["script", "eject", "no/such"]).run().code(1).stderr_has("no bundled script named 'no/such'");
 }
 
+/// `script list` tells the scripts a command runs from the modules they
+/// import and from agent adapters; a repository script is a command when its
+/// name is one that commands.toml runs.
+#[test]
+fn script_list_names_each_scripts_kind() {
+    let p = Project::new().file(".loop/scripts/mine/helper.rhai", "fn f() { 1 }");
+    let listing = p.aloop(&["script", "list"]).run().ok().stdout;
+    let row = |name: &str| -> Vec<String> {
+        let line = listing.lines().find(|l| l.split_whitespace().next() == Some(name));
+        line.unwrap_or_else(|| panic!("no {name} in\n{listing}"))
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(
+        listing.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "KIND", "SOURCE", "TRUST"]
+    );
+    assert_eq!(row("loop/run"), ["loop/run", "command", "bundled", "trusted"]);
+    assert_eq!(row("iterate/tick"), ["iterate/tick", "command", "bundled", "trusted"]);
+    assert_eq!(row("loop/stories"), ["loop/stories", "module", "bundled", "trusted"]);
+    assert_eq!(row("lib/common"), ["lib/common", "module", "bundled", "trusted"]);
+    assert_eq!(row("agents/claude"), ["agents/claude", "adapter", "bundled", "trusted"]);
+    assert_eq!(row("commands.toml"), ["commands.toml", "manifest", "bundled", "trusted"]);
+    assert_eq!(row("mine/helper"), ["mine/helper", "module", "repo", "untrusted"]);
+}
+
 #[test]
 fn check_compiles_every_script_and_template_and_reports_positions() {
     let p = Project::new();
