@@ -49,8 +49,8 @@ pub fn run(argv: Vec<OsString>) -> Result<i32> {
     }
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
-        HostCommand::Script(action) => file_action(&host, Kind::Script, action),
-        HostCommand::Prompt(action) => file_action(&host, Kind::Prompt, action),
+        HostCommand::Script(action) => file_action(&host, &manifest, Kind::Script, action),
+        HostCommand::Prompt(action) => file_action(&host, &manifest, Kind::Prompt, action),
         HostCommand::Exec { target, pairs } => exec(&host, &target, &pairs),
         HostCommand::Trust { list, revoke } => trust(&host, list, revoke.as_deref()),
     }
@@ -133,9 +133,9 @@ fn names_a_file(target: &str) -> bool {
     explicit || (target.ends_with(".rhai") && Path::new(target).is_file())
 }
 
-fn file_action(host: &SharedHost, kind: Kind, action: FileAction) -> Result<i32> {
+fn file_action(host: &SharedHost, manifest: &Manifest, kind: Kind, action: FileAction) -> Result<i32> {
     match action {
-        FileAction::List => list(host, kind),
+        FileAction::List => list(host, manifest, kind),
         FileAction::Show { name } => {
             let found = host.lookup.find(kind, &name).map_err(UsageError)?;
             let found = found.with_context(|| format!("no {} named '{name}'", kind.noun()))?;
@@ -148,7 +148,10 @@ fn file_action(host: &SharedHost, kind: Kind, action: FileAction) -> Result<i32>
     }
 }
 
-fn list(host: &SharedHost, kind: Kind) -> Result<i32> {
+/// `script list` and `prompt list`: each name, the layer it comes from and
+/// its trust; for scripts also its kind (see `script_kind`).
+fn list(host: &SharedHost, manifest: &Manifest, kind: Kind) -> Result<i32> {
+    let commands = manifest.scripts();
     let mut rows = Vec::new();
     for (name, layers) in host.lookup.list(kind) {
         let winner = layers[0];
@@ -165,14 +168,32 @@ fn list(host: &SharedHost, kind: Kind) -> Result<i32> {
             (Kind::Script, _) => "trusted".to_string(),
             (Kind::Prompt, _) => "-".to_string(),
         };
-        rows.push(vec![name, source, state]);
+        let mut row = vec![name, source, state];
+        if kind == Kind::Script {
+            row.insert(1, script_kind(&row[0], &commands).to_string());
+        }
+        rows.push(row);
     }
+    let mut headers = vec!["NAME", "SOURCE", "TRUST"];
     if kind == Kind::Script {
         rows.push(manifest_row(host)?);
+        headers.insert(1, "KIND");
     }
-    let headers = ["NAME", "SOURCE", "TRUST"].map(String::from);
+    let headers: Vec<String> = headers.into_iter().map(String::from).collect();
     crate::host::ui::print_line(&crate::host::ui::table(&headers, &rows));
     Ok(0)
+}
+
+/// What a script is for: a "command" when commands.toml runs it, an
+/// "adapter" under agents/, else a "module" that other scripts import.
+fn script_kind(name: &str, commands: &std::collections::BTreeSet<&str>) -> &'static str {
+    if commands.contains(name) {
+        "command"
+    } else if name.starts_with("agents/") {
+        "adapter"
+    } else {
+        "module"
+    }
 }
 
 /// The `script list` row of the command manifest, which is code too.
@@ -188,7 +209,7 @@ fn manifest_row(host: &SharedHost) -> Result<Vec<String>> {
         Some(repo) => host.trust.status(repo.path.as_deref().expect("on disk"), &repo.text)?.to_string(),
         None => "trusted".to_string(),
     };
-    Ok(vec![manifest::FILE_NAME.to_string(), source, state])
+    Ok(vec![manifest::FILE_NAME.to_string(), "manifest".to_string(), source, state])
 }
 
 fn eject(host: &SharedHost, kind: Kind, name: &str, force: bool) -> Result<i32> {

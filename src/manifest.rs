@@ -221,6 +221,12 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// The scripts that commands run ("loop/run"), for telling commands from
+    /// library modules.
+    pub fn scripts(&self) -> std::collections::BTreeSet<&str> {
+        self.commands.values().map(|spec| spec.script.as_str()).collect()
+    }
+
     /// Lays a file over what is there: its entries replace those of the same name.
     fn add(&mut self, mut file: File, origin: &str, host_words: &[String]) {
         file.commands.retain(|words, _| {

@@ -69,8 +69,8 @@ fn write_in(target: &Target, path: &str, bytes: &[u8]) -> Fallible<()> {
 /// it replaces, and returns the text written (so a caller can tell later
 /// whether the file changed without reading it back). The existing file must
 /// itself be valid JSON (no key given twice either): a malformed state file
-/// is never overwritten.
-fn write_json(host: &SharedHost, path: &str, value: Dynamic) -> Fallible<String> {
+/// is never overwritten. Keys the old file lacks follow `first`, then sort.
+fn write_json(host: &SharedHost, path: &str, value: Dynamic, first: &[String]) -> Fallible<String> {
     let target = open(host, path, Access::Write, "writing")?;
     let old_text = match atomic::read_at(target.dir.as_fd(), file_name(&target, path)?, path) {
         Ok(text) => text,
@@ -84,7 +84,7 @@ fn write_json(host: &SharedHost, path: &str, value: Dynamic) -> Fallible<String>
             .map_err(|e| raise(format!("{e} (refusing to overwrite a malformed file)")))?;
         Some(order)
     };
-    let mut text = json::to_pretty_json(&value, old_order.as_ref(), old_text.len())?;
+    let mut text = json::to_pretty_json_in(&value, old_order.as_ref(), first, old_text.len())?;
     text.push('\n');
     write_in(&target, path, text.as_bytes())?;
     Ok(text)
@@ -209,7 +209,13 @@ pub fn module(host: &SharedHost) -> Module {
     let h = host.clone();
     primitive!(m, "write", |path: &str, text: &str| write_bytes(&h, path, text.as_bytes()));
     let h = host.clone();
-    primitive!(m, "write_json", |path: &str, value: Dynamic| write_json(&h, path, value));
+    primitive!(m, "write_json", |path: &str, value: Dynamic| write_json(&h, path, value, &[]));
+    let h = host.clone();
+    // fs::write_json(path, value, #{key_order: [...]}): keys the file does
+    // not have yet come in that order, before the others.
+    primitive!(m, "write_json", |path: &str, value: Dynamic, opts: rhai::Map| {
+        write_json(&h, path, value, &json::key_order_option(&opts, "fs::write_json")?)
+    });
     let h = host.clone();
     primitive!(m, "append", |path: &str, text: &str| append(&h, path, text));
     let h = host.clone();

@@ -139,17 +139,20 @@ pub fn from_dynamic(value: &Dynamic) -> Fallible<Value> {
 
 /// A Rhai value written as JSON straight from the Rhai data, without building
 /// a `serde_json::Value` first (that copy was most of the cost of writing a
-/// 10,000-story prd.json). With a `KeyOrder`, object keys come in the order
-/// they have in the file being replaced, then new keys sorted, so a diff of a
-/// rewritten state file shows only what changed.
+/// 10,000-story prd.json). Object keys come in this order: with a
+/// `KeyOrder`, the keys the file being replaced has, in its order (so a diff
+/// of a rewritten state file shows only what changed); then the keys listed
+/// in `first`, in that order (at every depth); then the rest sorted.
 struct AsJson<'a> {
     value: &'a Dynamic,
     order: Option<&'a KeyOrder<'a>>,
+    first: &'a [String],
 }
 
 impl serde::Serialize for AsJson<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{SerializeMap, SerializeSeq};
+        let first = self.first;
         if let Some(map) = self.value.read_lock::<rhai::Map>() {
             let old_keys: &[(Cow<str>, KeyOrder)] = match self.order {
                 Some(KeyOrder::Object(keys)) => keys,
@@ -161,7 +164,7 @@ impl serde::Serialize for AsJson<'_> {
             let mut kept = 0;
             for (key, order) in old_keys {
                 if let Some(value) = map.get(key.as_ref()) {
-                    out.serialize_entry(key.as_ref(), &AsJson { value, order: Some(order) })?;
+                    out.serialize_entry(key.as_ref(), &AsJson { value, order: Some(order), first })?;
                     kept += 1;
                 }
             }
@@ -174,9 +177,19 @@ impl serde::Serialize for AsJson<'_> {
                 Some(set) => set.contains(key),
                 None => old_keys.iter().any(|(old, _)| old.as_ref() == key),
             };
+            for (i, key) in first.iter().enumerate() {
+                // A key listed twice is written once, where it is first listed.
+                if first[..i].contains(key) || is_old(key) {
+                    continue;
+                }
+                if let Some(value) = map.get(key.as_str()) {
+                    out.serialize_entry(key, &AsJson { value, order: None, first })?;
+                }
+            }
+            // Rhai maps iterate sorted by key.
             for (key, value) in map.iter() {
-                if !is_old(key.as_str()) {
-                    out.serialize_entry(key.as_str(), &AsJson { value, order: None })?;
+                if !is_old(key.as_str()) && !first.iter().any(|k| k == key.as_str()) {
+                    out.serialize_entry(key.as_str(), &AsJson { value, order: None, first })?;
                 }
             }
             return out.end();
@@ -188,7 +201,7 @@ impl serde::Serialize for AsJson<'_> {
             };
             let mut out = serializer.serialize_seq(Some(array.len()))?;
             for (i, value) in array.iter().enumerate() {
-                out.serialize_element(&AsJson { value, order: old_items.get(i) })?;
+                out.serialize_element(&AsJson { value, order: old_items.get(i), first })?;
             }
             return out.end();
         }
@@ -198,16 +211,42 @@ impl serde::Serialize for AsJson<'_> {
 
 /// One-line JSON for a Rhai value.
 pub fn to_json(value: &Dynamic) -> Fallible<String> {
-    serde_json::to_string(&AsJson { value, order: None }).map_err(not_json)
+    serde_json::to_string(&AsJson { value, order: None, first: &[] }).map_err(not_json)
+}
+
+/// Indented JSON for a Rhai value, keys sorted.
+pub fn to_pretty_json(value: &Dynamic, order: Option<&KeyOrder>, size_hint: usize) -> Fallible<String> {
+    to_pretty_json_in(value, order, &[], size_hint)
 }
 
 /// Indented JSON for a Rhai value; with `order`, keys keep the order of the
-/// document it replaces. `size_hint` (e.g. the old file's length) saves
-/// regrowing the buffer for a big document; there is room for a newline.
-pub fn to_pretty_json(value: &Dynamic, order: Option<&KeyOrder>, size_hint: usize) -> Fallible<String> {
+/// document it replaces, and keys named in `first` come before the others
+/// (see `AsJson`). `size_hint` (e.g. the old file's length) saves regrowing
+/// the buffer for a big document; there is room for a newline.
+pub fn to_pretty_json_in(
+    value: &Dynamic,
+    order: Option<&KeyOrder>,
+    first: &[String],
+    size_hint: usize,
+) -> Fallible<String> {
     let mut out = Vec::with_capacity(size_hint + 1);
-    serde_json::to_writer_pretty(&mut out, &AsJson { value, order }).map_err(not_json)?;
+    serde_json::to_writer_pretty(&mut out, &AsJson { value, order, first }).map_err(not_json)?;
     Ok(String::from_utf8(out).expect("serde_json writes UTF-8"))
+}
+
+/// The options of `json::pretty` and `fs::write_json`: `key_order`, a list of
+/// key names to write first; an unknown option or a wrong type is an error
+/// naming it (`caller` says whose).
+pub fn key_order_option(opts: &rhai::Map, caller: &str) -> Fallible<Vec<String>> {
+    if let Some(unknown) = opts.keys().find(|key| key.as_str() != "key_order") {
+        return Err(raise(format!("{caller}: unknown option '{unknown}' (the option is key_order)")));
+    }
+    let Some(list) = opts.get("key_order").filter(|v| !v.is_unit()) else {
+        return Ok(Vec::new());
+    };
+    let wrong = || raise(format!("{caller}: option 'key_order' must be an array of key names"));
+    let list = list.read_lock::<rhai::Array>().ok_or_else(wrong)?;
+    list.iter().map(|key| key.clone().into_string().map_err(|_| wrong())).collect()
 }
 
 fn not_json(e: serde_json::Error) -> Box<rhai::EvalAltResult> {
@@ -225,5 +264,10 @@ pub fn module() -> Module {
     primitive!(m, "stringify", |value: Dynamic| to_json(&value));
     // json::pretty(value) -> indented JSON.
     primitive!(m, "pretty", |value: Dynamic| to_pretty_json(&value, None, 0));
+    // json::pretty(value, #{key_order: [...]}) -> indented JSON whose objects
+    // list those keys first, in that order, and the rest sorted.
+    primitive!(m, "pretty", |value: Dynamic, opts: rhai::Map| {
+        to_pretty_json_in(&value, None, &key_order_option(&opts, "json::pretty")?, 0)
+    });
     m
 }

@@ -57,6 +57,42 @@ fn atomic_writes_leave_no_temp_files_and_keep_key_order() {
     assert!(names.iter().all(|n| !n.ends_with(".tmp")), "temp files left: {names:?}");
 }
 
+/// `key_order` puts the listed keys first, in that order and at every depth,
+/// and the rest sorted; `fs::write_json` still keeps an existing file's order
+/// and uses the list only for keys the file lacks.
+#[test]
+fn key_order_lists_keys_first_and_sorts_the_rest() {
+    let script = r#"let value = #{ zeta: 1, beta: #{ y: 1, id: 2 }, id: 3, alpha: 4 };
+let opts = #{ key_order: ["id", "zeta", "missing", "id"] };
+print(json::pretty(value, opts));
+fs::write_json("new.json", value, opts);
+fs::write_json("old.json", value, opts);"#;
+    let p = Project::new().file("old.json", "{\"alpha\": 0, \"beta\": {\"y\": 0}}\n").file("t.rhai", script);
+    let pretty = "{\n  \"id\": 3,\n  \"zeta\": 1,\n  \"alpha\": 4,\n  \"beta\": {\n    \"id\": 2,\n    \"y\": 1\n  }\n}";
+    assert_eq!(p.aloop(&["exec", "t.rhai"]).run().ok().stdout, format!("{pretty}\n"));
+    assert_eq!(p.read("new.json"), format!("{pretty}\n"));
+    assert_eq!(
+        p.read("old.json"),
+        "{\n  \"alpha\": 4,\n  \"beta\": {\n    \"y\": 1,\n    \"id\": 2\n  },\n  \"id\": 3,\n  \"zeta\": 1\n}\n"
+    );
+}
+
+#[test]
+fn a_bad_key_order_option_is_an_error_naming_it() {
+    let p = Project::new()
+        .file("pretty.rhai", "json::pretty(#{}, #{ key_order: [1] });")
+        .file("write.rhai", "fs::write_json(\"a.json\", #{}, #{ order: [] });");
+    p.aloop(&["exec", "pretty.rhai"])
+        .run()
+        .code(1)
+        .stderr_has("json::pretty: option 'key_order' must be an array of key names");
+    p.aloop(&["exec", "write.rhai"])
+        .run()
+        .code(1)
+        .stderr_has("fs::write_json: unknown option 'order' (the option is key_order)");
+    assert!(!p.path("a.json").exists());
+}
+
 /// A file with a key given twice (JSON allows it; serde_json keeps the last
 /// value) is malformed for aloop: reading it fails naming the key and its
 /// position, and it is never rewritten, small objects and big ones (over 16
@@ -486,6 +522,33 @@ fn eject_copies_a_bundled_file_for_forking_and_keeps_edits_unless_forced() {
     p.aloop(&["script", "eject", "loop/status"]).run().ok().stderr_has("trusted");
     p.aloop(&["script", "list"]).run().ok().stdout_has("repo (overrides bundled)");
     p.aloop(&["script", "eject", "no/such"]).run().code(1).stderr_has("no bundled script named 'no/such'");
+}
+
+/// `script list` tells the scripts a command runs from the modules they
+/// import and from agent adapters; a repository script is a command when its
+/// name is one that commands.toml runs.
+#[test]
+fn script_list_names_each_scripts_kind() {
+    let p = Project::new().file(".loop/scripts/mine/helper.rhai", "fn f() { 1 }");
+    let listing = p.aloop(&["script", "list"]).run().ok().stdout;
+    let row = |name: &str| -> Vec<String> {
+        let line = listing.lines().find(|l| l.split_whitespace().next() == Some(name));
+        line.unwrap_or_else(|| panic!("no {name} in\n{listing}"))
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(
+        listing.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "KIND", "SOURCE", "TRUST"]
+    );
+    assert_eq!(row("loop/run"), ["loop/run", "command", "bundled", "trusted"]);
+    assert_eq!(row("iterate/tick"), ["iterate/tick", "command", "bundled", "trusted"]);
+    assert_eq!(row("loop/stories"), ["loop/stories", "module", "bundled", "trusted"]);
+    assert_eq!(row("lib/common"), ["lib/common", "module", "bundled", "trusted"]);
+    assert_eq!(row("agents/claude"), ["agents/claude", "adapter", "bundled", "trusted"]);
+    assert_eq!(row("commands.toml"), ["commands.toml", "manifest", "bundled", "trusted"]);
+    assert_eq!(row("mine/helper"), ["mine/helper", "module", "repo", "untrusted"]);
 }
 
 #[test]

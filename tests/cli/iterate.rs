@@ -199,7 +199,7 @@ fn unknown_scope_agent_and_bad_numbers_are_usage_errors() {
     iterate(&p, &["run", "--dry-run", "--scope", "marketing"]).code(2).stderr_has("marketing");
     iterate(&p, &["run", "--dry-run", "--agent", "nosuchagent"])
         .code(2)
-        .stderr_has("unknown agent 'nosuchagent'");
+        .stderr_has("no agent adapter named 'nosuchagent'");
     iterate(&p, &["run", "--dry-run", "--max-files", "0"]).code(2).stderr_has("--max-files");
     iterate(&p, &["run", "--dry-run", "--metrics", "m.json", "--metrics-cmd", "echo", "{}"])
         .code(2)
@@ -555,10 +555,10 @@ fn invalid_intervals_and_quiet_hours_are_usage_errors_and_nothing_is_saved() {
         .code(2)
         .stderr_has("either --interval or --cron, not both");
     iterate(&p, &["watch", "--tz", "Europe/Berlin"]).code(2).stderr_has("--tz goes with --cron");
-    iterate(&p, &["watch", "--cron", "0 9 * * *", "--tz", "Europe/Berlin"]).code(2).stderr_has(
-        "cron reads the crontab in this machine's time zone, so --tz goes with --foreground or --cloud",
-    );
-    iterate(&p, &["watch", "--cloud", "--cron", "0 9 * * *", "--tz", "Mars/Base"])
+    iterate(&p, &["watch", "--cron", "0 9 * * *", "--tz", "Europe/Berlin"])
+        .code(2)
+        .stderr_has("cron reads the crontab in this machine's time zone, so --tz goes with --foreground");
+    iterate(&p, &["watch", "--foreground", "--cron", "0 9 * * *", "--tz", "Mars/Base"])
         .code(2)
         .stderr_has("'Mars/Base' is not a time zone");
     assert!(!p.home().join("iterate-watch.json").exists());

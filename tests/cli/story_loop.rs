@@ -351,7 +351,7 @@ fn init_writes_config_gitignore_and_progress_and_keeps_an_existing_config() {
 #[test]
 fn init_rejects_an_unknown_agent_and_mode() {
     let p = Project::git();
-    p.aloop(&["init", "--agent", "claud"]).run().code(2).stderr_has("no agent adapter named \"claud\"");
+    p.aloop(&["init", "--agent", "claud"]).run().code(2).stderr_has("no agent adapter named 'claud'");
     p.aloop(&["init", "--mode", "refactor"]).run().code(2);
     assert!(!p.exists(".loop/config.json"));
 }
@@ -506,12 +506,12 @@ fn a_forked_goes_before_changes_the_order_stories_run_in() {
     let p = loop_project("prd.json");
     p.aloop(&["script", "eject", "loop/stories"]).run().ok();
     let path = ".loop/scripts/loop/stories.rhai";
-    let rule = "fn map.goes_before(other) { this.priority < other.priority }";
+    let rule = "fn goes_before(story, other) { story.priority < other.priority }";
     let forked = p.read(path);
     assert!(forked.contains(rule), "the bundled rule is where the README says");
     std::fs::write(
         p.path(path),
-        forked.replace(rule, "fn map.goes_before(other) { this.priority > other.priority }"),
+        forked.replace(rule, "fn goes_before(story, other) { story.priority > other.priority }"),
     )
     .unwrap();
     p.aloop(&["trust"]).run().ok();
@@ -532,8 +532,8 @@ fn a_forked_goes_before_changes_the_order_stories_run_in() {
     assert_eq!(order, ["US-003", "US-002", "US-001"], "{}", out.stderr);
 }
 
-/// loop/stories from a script of one's own: methods called from outside the
-/// module after the module called them itself still see the whole module.
+/// loop/stories from a script of one's own: recorded verdicts and an edit of
+/// prd.json made behind its back are both seen by the next load.
 #[test]
 fn a_script_can_record_verdicts_and_then_follow_an_edit_of_prd_json() {
     let p = loop_project("prd.json").fixture("loop/record_then_reload.rhai", "mine.rhai");

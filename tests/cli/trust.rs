@@ -52,7 +52,7 @@ fn an_untrusted_command_manifest_is_ignored_with_one_warning_and_runs_nothing() 
     assert!(!list.stderr.contains(warning), "{}", list.stderr);
     let scripts = p.aloop(&["script", "list"]).run().ok();
     assert!(
-        scripts.stdout.contains("commands.toml      repo (laid over bundled)  untrusted"),
+        scripts.stdout.contains("commands.toml      manifest  repo (laid over bundled)  untrusted"),
         "{}",
         scripts.stdout
     );
