@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, FromArgMatches};
 use rhai::Map;
 
-use crate::cli::{Cli, FileAction, HostCommand};
+use crate::cli::{Cli, FileAction, HostCommand, HOST_WORDS};
 use crate::engine::{self, Host, ScriptSource, SharedHost};
 use crate::error::UsageError;
 use crate::lookup::{Kind, Layer};
@@ -25,12 +25,11 @@ pub fn run(argv: Vec<OsString>) -> Result<i32> {
     let roots = Roots::new(&project, &home).with_context(|| format!("opening {}", project.display()))?;
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let host = Host::new(roots, interactive)?;
-    let host_words = host_words();
     let (first_word, wants_help) = first_word(&argv);
     // The host's own commands (`trust` above all) need no warning that the
     // repository's manifest is not trusted yet: they never use it.
-    let host_command = first_word.as_ref().is_none_or(|word| host_words.contains(word));
-    let manifest = match Manifest::load(&host.lookup, &host.trust, &host_words, !host_command || wants_help) {
+    let host_command = first_word.as_deref().is_none_or(|word| HOST_WORDS.contains(&word));
+    let manifest = match Manifest::load(&host.lookup, &host.trust, &HOST_WORDS, !host_command || wants_help) {
         Ok(manifest) => manifest,
         // A broken command manifest must not lock the user out of the
         // commands that inspect and repair it.
@@ -72,13 +71,6 @@ fn first_word(argv: &[OsString]) -> (Option<String>, bool) {
         }
     }
     (None, wants_help)
-}
-
-/// The host's own command words, which no command manifest may take.
-fn host_words() -> Vec<String> {
-    let mut words: Vec<String> = Cli::command().get_subcommands().map(|c| c.get_name().to_string()).collect();
-    words.push("help".to_string());
-    words
 }
 
 /// The directory given with `-C`, looked up before clap runs because the

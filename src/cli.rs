@@ -5,6 +5,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// The host's own command words (and clap's `help`), which no command
+/// manifest may take. A constant rather than asked of clap: building the
+/// command tree costs more than the rest of `aloop --version`.
+pub const HOST_WORDS: [&str; 5] = ["script", "prompt", "exec", "trust", "help"];
+
 #[derive(Debug, Parser)]
 #[command(
     name = "aloop",
@@ -80,4 +85,20 @@ pub enum FileAction {
     },
     /// Compile every visible file and report errors with their positions
     Check,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn host_words_name_every_host_command() {
+        let mut words: Vec<String> =
+            super::Cli::command().get_subcommands().map(|c| c.get_name().into()).collect();
+        words.push("help".into());
+        words.sort();
+        let mut expected = super::HOST_WORDS.map(String::from).to_vec();
+        expected.sort();
+        assert_eq!(words, expected);
+    }
 }

@@ -199,7 +199,7 @@ impl Manifest {
     /// until it is trusted (saying so when `warn_untrusted`); entries for
     /// `host_words` (the host's own commands) are skipped, with a warning,
     /// in every copy.
-    pub fn load(lookup: &Lookup, trust: &Trust, host_words: &[String], warn_untrusted: bool) -> Result<Self> {
+    pub fn load(lookup: &Lookup, trust: &Trust, host_words: &[&str], warn_untrusted: bool) -> Result<Self> {
         let mut manifest = Manifest::default();
         let bundled: File = serde_json::from_str(crate::lookup::bundled_commands_json())
             .map_err(|e| anyhow!("<bundled>/scripts/{FILE_NAME}: {e}"))?;
@@ -228,10 +228,10 @@ impl Manifest {
     }
 
     /// Lays a file over what is there: its entries replace those of the same name.
-    fn add(&mut self, mut file: File, origin: &str, host_words: &[String]) {
+    fn add(&mut self, mut file: File, origin: &str, host_words: &[&str]) {
         file.commands.retain(|words, _| {
             let first = words.split_whitespace().next().unwrap_or_default();
-            let taken = host_words.iter().any(|word| word == first);
+            let taken = host_words.contains(&first);
             if taken {
                 warn(&format!("{origin}: ignoring [commands.\"{words}\"]: `{first}` is aloop's own command"));
             }
