@@ -10,7 +10,8 @@ use clap::{CommandFactory, FromArgMatches};
 use rhai::Map;
 
 use crate::cli::{Cli, FileAction, HostCommand};
-use crate::engine::{self, Host, ScriptSource, SharedHost};
+use crate::context::{Host, SharedHost};
+use crate::engine::{self, ScriptSource};
 use crate::error::UsageError;
 use crate::lookup::{Kind, Layer};
 use crate::manifest::{self, Manifest};
@@ -247,9 +248,10 @@ fn check(host: &SharedHost, kind: Kind) -> Result<i32> {
             checked += 1;
             let origin = found.origin(kind);
             let result = match kind {
-                Kind::Script => {
-                    host.compile(&engine, &format!("check:{origin}"), &origin, &found.text, true).map(|_| ())
-                }
+                Kind::Script => host
+                    .scripts
+                    .compile(&engine, &format!("check:{origin}"), &origin, &found.text, true)
+                    .map(|_| ()),
                 Kind::Prompt => crate::host::tpl::check(&origin, &found.text).map_err(anyhow::Error::msg),
             };
             if let Err(e) = result {

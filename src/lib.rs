@@ -5,8 +5,10 @@
 
 pub mod app;
 pub mod atomic;
+mod budget;
 pub mod cancel;
 pub mod cli;
+mod context;
 pub mod engine;
 pub mod error;
 pub mod host;
@@ -16,4 +18,5 @@ pub mod memory;
 pub mod paths;
 pub mod process;
 pub mod program;
+mod scripts;
 pub mod trust;

@@ -29,9 +29,10 @@ use rhai::{Array, CallFnOptions, Dynamic, Engine, FuncArgs, ImmutableString, Map
 
 use super::{fail, opt, opt_seconds, raise, Fallible};
 use crate::cancel;
-use crate::engine::{self, SharedHost};
+use crate::context::SharedHost;
 use crate::lookup::{Kind, Layer};
 use crate::process::{Ending, Framing, Limits, Stream, Supervised};
+use crate::scripts::{globals_scope, ExitRequest};
 use live::{Mode, View};
 
 /// Longest stdout line handed to `parse`; the rest of a longer line is
@@ -76,9 +77,11 @@ impl Adapter {
         host.check_trust(&found).map_err(raise)?;
         let origin = found.origin(Kind::Script);
         let key = format!("script:{}", found.name);
-        let ast =
-            host.compile(engine, &key, &origin, &found.text, false).map_err(|e| raise(format!("{e:#}")))?;
-        let scope = engine::globals_scope(Map::new(), engine::context_map(host));
+        let ast = host
+            .scripts
+            .compile(engine, &key, &origin, &found.text, false)
+            .map_err(|e| raise(format!("{e:#}")))?;
+        let scope = globals_scope(Map::new(), host.context_map());
         // Functions see nothing of the top level but through `global::` and
         // imports; without them it need not run before every call (which
         // makes `parse` cheaper per line).
@@ -104,10 +107,11 @@ impl Adapter {
         let options = CallFnOptions::new().eval_ast(self.needs_top_level).rewind_scope(true);
         let (scope, ast) = (&mut self.scope, &self.ast);
         let value = host
+            .budget
             .nested(|| engine.call_fn_with_options::<Dynamic>(options, scope, ast, function, args))
             .map_err(|e| raise(format!("{:#}", host.script_error(&self.origin, &e))))?;
         // Rhai hands an `exit()`/`fail()` inside the function back as its value.
-        match engine::ExitRequest::from_value(&value) {
+        match ExitRequest::from_value(&value) {
             Some(exit) => fail(format!("{}: {function}() stopped: {exit}", self.origin)),
             None => Ok(value),
         }
@@ -561,7 +565,7 @@ fn run(host: &SharedHost, engine: &Engine, name: &str, req: Map) -> Fallible<Map
         None => not_found(&mut adapter, host, engine, &invocation.program)?,
         Some(path) => supervise(host, engine, &mut adapter, &req, &invocation, &path, &mut collected)?,
     };
-    host.refill_budget();
+    host.budget.refill();
     Ok(result_map(name, outcome, &collected, start))
 }
 
@@ -698,7 +702,7 @@ fn list(host: &SharedHost) -> Vec<String> {
         .collect()
 }
 
-pub fn module(host: &SharedHost) -> Module {
+pub(crate) fn module(host: &SharedHost) -> Module {
     let mut m = Module::new();
     let h = host.clone();
     m.set_native_fn("run", move |ctx: rhai::NativeCallContext, name: &str, req: Map| {

@@ -19,7 +19,7 @@ use rhai::{Array, Dynamic, Module};
 
 use super::{fail, json, raise, Fallible};
 use crate::atomic::{self, FileLock};
-use crate::engine::SharedHost;
+use crate::context::SharedHost;
 use crate::error::HostError;
 use crate::paths::{beneath, Access, Target};
 
@@ -189,13 +189,13 @@ impl Lock {
 
 fn lock(host: &SharedHost, path: &str, wait: Duration) -> Fallible<Lock> {
     let target = open(host, path, Access::Write, "locking")?;
-    host.refill_budget();
+    host.budget.refill();
     let lock =
         FileLock::acquire_at(target.dir.as_fd(), file_name(&target, path)?, path, wait).map_err(raise)?;
     Ok(Lock(Rc::new(RefCell::new(lock))))
 }
 
-pub fn module(host: &SharedHost) -> Module {
+pub(crate) fn module(host: &SharedHost) -> Module {
     let mut m = Module::new();
     let h = host.clone();
     primitive!(m, "read", |path: &str| read(&h, path));

@@ -4,7 +4,8 @@
 
 use rhai::{Dynamic, Engine, EvalAltResult, Map, Module, Position};
 
-use crate::engine::{ExitRequest, SharedHost};
+use crate::context::SharedHost;
+use crate::scripts::ExitRequest;
 
 /// Registers a primitive in a module. Errors it raises are placed at the
 /// script's call site (Rhai leaves namespaced native calls without one).
@@ -88,7 +89,7 @@ pub fn opt_seconds(opts: &Map, key: &str) -> Fallible<Option<std::time::Duration
     }
 }
 
-pub fn register(engine: &mut Engine, host: &SharedHost) {
+pub(crate) fn register(engine: &mut Engine, host: &SharedHost) {
     let modules: [(&str, Module); 9] = [
         ("fs", fs::module(host)),
         ("json", json::module()),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rhai::{Array, Dynamic, Map, Module};
 
 use super::{fail, opt, opt_seconds, raise, Fallible};
-use crate::engine::SharedHost;
+use crate::context::SharedHost;
 use crate::process::{Ending, Framing, Limits, Stream, Supervised};
 
 /// Output kept per stream; more is dropped and flagged as truncated.
@@ -91,7 +91,7 @@ fn run(host: &SharedHost, args: &Array, opts: &Map) -> Fallible<Map> {
             Ok::<(), ()>(())
         })
         .unwrap_or(Ending::Exited(None));
-    host.refill_budget();
+    host.budget.refill();
     let mut out = Map::new();
     let code = match ending {
         Ending::Exited(code) => code.map_or(Dynamic::UNIT, |c| Dynamic::from(c as i64)),
@@ -106,7 +106,7 @@ fn run(host: &SharedHost, args: &Array, opts: &Map) -> Fallible<Map> {
     Ok(out)
 }
 
-pub fn module(host: &SharedHost) -> Module {
+pub(crate) fn module(host: &SharedHost) -> Module {
     let mut m = Module::new();
     let h = host.clone();
     primitive!(m, "run", |args: Array| run(&h, &args, &Map::new()));

@@ -13,7 +13,7 @@ use croner::Cron;
 use rhai::Module;
 
 use super::{fail, raise, Fallible};
-use crate::engine::SharedHost;
+use crate::context::SharedHost;
 
 /// Now, in local time, or the `ALOOP_NOW` override in its own offset.
 pub fn now() -> Result<DateTime<FixedOffset>, String> {
@@ -176,11 +176,11 @@ fn sleep(host: &SharedHost, secs: f64) -> Fallible<()> {
         }
         std::thread::sleep(left.min(Duration::from_millis(50)));
     }
-    host.refill_budget();
+    host.budget.refill();
     Ok(())
 }
 
-pub fn module(host: &SharedHost) -> Module {
+pub(crate) fn module(host: &SharedHost) -> Module {
     let mut m = Module::new();
     // time::now() -> "2026-11-22T04:38:21+01:00"
     primitive!(m, "now", || { Ok(now().map_err(raise)?.to_rfc3339_opts(SecondsFormat::Secs, false)) });

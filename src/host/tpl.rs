@@ -6,13 +6,15 @@
 
 mod partials;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use handlebars::Handlebars;
 use rhai::{Dynamic, Module};
 
 use super::{json, raise, Fallible};
-use crate::engine::SharedHost;
+use crate::context::SharedHost;
 use crate::lookup::Kind;
 
 /// The registry, with the origin of each registered template.
@@ -76,9 +78,9 @@ impl Templates {
     }
 }
 
-fn render(host: &SharedHost, name: &str, data: &Dynamic) -> Fallible<String> {
+fn render(host: &SharedHost, templates: &RefCell<Templates>, name: &str, data: &Dynamic) -> Fallible<String> {
     let data = json::from_dynamic(data)?;
-    let cached = host.templates.borrow().origins.get(name).cloned();
+    let cached = templates.borrow().origins.get(name).cloned();
     let (origin, text) = match cached {
         Some(origin) => (origin, String::new()),
         None => {
@@ -88,16 +90,18 @@ fn render(host: &SharedHost, name: &str, data: &Dynamic) -> Fallible<String> {
             (found.origin(Kind::Prompt), found.text.into_owned())
         }
     };
-    let mut templates = host.templates.borrow_mut();
+    let mut templates = templates.borrow_mut();
     templates.origins.insert(name.to_string(), origin.clone());
     templates.render_text(&origin, &text, &data).map_err(raise)
 }
 
-pub fn module(host: &SharedHost) -> Module {
+pub(crate) fn module(host: &SharedHost) -> Module {
     let mut m = Module::new();
     let h = host.clone();
+    // One registry per engine, so each template is parsed once per run.
+    let templates = Rc::new(RefCell::new(Templates::default()));
     // tpl::render(name, data): render the template `name` found by lookup.
-    primitive!(m, "render", |name: &str, data: Dynamic| render(&h, name, &data));
+    primitive!(m, "render", |name: &str, data: Dynamic| render(&h, &templates, name, &data));
     // tpl::render_str(text, data): render a template given as text.
     primitive!(m, "render_str", |text: &str, data: Dynamic| {
         let data = json::from_dynamic(&data)?;

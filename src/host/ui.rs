@@ -11,7 +11,7 @@ use rhai::{Array, Dynamic, Module};
 use unicode_width::UnicodeWidthStr;
 
 use super::json;
-use crate::engine::SharedHost;
+use crate::context::SharedHost;
 
 /// Writes a line to stdout. A closed pipe (`aloop ... | head`) ends the
 /// program silently with success, as other Unix tools do.
@@ -99,7 +99,7 @@ fn confirm(host: &SharedHost, question: &str, default: bool) -> bool {
     }
 }
 
-pub fn module(host: &SharedHost) -> Module {
+pub(crate) fn module(host: &SharedHost) -> Module {
     let mut m = Module::new();
     primitive!(m, "info", |text: &str| {
         message("", "", text);
