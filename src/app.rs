@@ -228,7 +228,7 @@ fn eject(host: &SharedHost, kind: Kind, name: &str, force: bool) -> Result<i32> 
     if beneath::exists(opened.dir.as_fd(), file) && !force {
         bail!("{} already exists (pass --force to replace it)", target.display());
     }
-    crate::atomic::write_at(opened.dir.as_fd(), file, bundled.text.as_bytes())
+    crate::files::atomic::write_at(opened.dir.as_fd(), file, bundled.text.as_bytes())
         .with_context(|| format!("writing {}", target.display()))?;
     crate::host::ui::message("✓", "32", &format!("ejected {} to {}", bundled.name, target.display()));
     if kind == Kind::Script {
@@ -287,7 +287,7 @@ fn trust(host: &SharedHost, list: bool, revoke: Option<&Path>) -> Result<i32> {
     files.sort();
     let mut scripts = Vec::new();
     for file in files {
-        let text = crate::atomic::read_text(&file)?;
+        let text = crate::files::read::read_text(&file)?;
         scripts.push((file, text));
     }
     if !list {

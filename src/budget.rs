@@ -93,7 +93,7 @@ impl Budget {
         engine.on_progress(move |ops| {
             // Memory is looked at after every operation: a string that doubles
             // each time needs only a few dozen to take gigabytes.
-            if crate::memory::big_bytes() > memory {
+            if crate::counting_alloc::big_bytes() > memory {
                 return Some(Dynamic::from(OverMemory));
             }
             // Looking every 256th operation is soon enough for Ctrl-C and the

@@ -4,7 +4,7 @@
 //! stopped and the workflow records the interruption. A second signal kills
 //! the running child groups and exits at once (a handler may only touch
 //! atomics, so processes that left those groups are not looked for; the
-//! children themselves die with aloop, see `process`). Either way the exit
+//! children themselves die with aloop, see `supervise`). Either way the exit
 //! code is 128 + the number of the first signal: 130 for Ctrl-C, 129 for
 //! SIGHUP, 143 for SIGTERM, as a shell reports a program that the signal
 //! ended.

@@ -34,7 +34,7 @@ pub(crate) fn new_engine(host: &SharedHost) -> Engine {
     // 10,000-story prd.json (BENCHMARKS.md). No data size limits either:
     // with any of them set, Rhai walks a whole value after each change to it,
     // so marking one story of 10,000 cost a millisecond. Files are capped
-    // where they are read instead (atomic::MAX_TEXT_FILE), and the operation
+    // where they are read instead (files::read::MAX_TEXT_FILE), and the operation
     // budget below bounds how long a script runs.
     engine
         .set_max_strings_interned(0)
@@ -97,7 +97,7 @@ impl ScriptSource {
     /// A file the user named on the command line: their own choice, so it
     /// runs without a trust check.
     pub(crate) fn from_file(path: &Path) -> Result<Self> {
-        let text = crate::atomic::read_text(path)?;
+        let text = crate::files::read::read_text(path)?;
         Ok(Self { origin: path.display().to_string(), key: format!("file:{}", path.display()), text })
     }
 }

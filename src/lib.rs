@@ -4,19 +4,19 @@
 //! the workflows themselves live in `scripts/` and `prompts/`.
 
 pub mod app;
-pub mod atomic;
 mod budget;
 pub mod cancel;
 pub mod cli;
 mod context;
+pub mod counting_alloc;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod host;
 pub mod lookup;
 pub mod manifest;
-pub mod memory;
 pub mod paths;
-pub mod process;
 pub mod program;
 mod scripts;
+pub mod supervise;
 pub mod trust;

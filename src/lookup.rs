@@ -117,7 +117,7 @@ impl Lookup {
             let path = self.dir(layer, kind).expect("on-disk layer").join(&file);
             // Not `is_file`: a FIFO or device there is refused by name, not skipped.
             if path.exists() {
-                let text = crate::atomic::read_text(&path).map_err(|e| e.to_string())?;
+                let text = crate::files::read::read_text(&path).map_err(|e| e.to_string())?;
                 found.push(Found { name: name.clone(), layer, path: Some(path), text: Cow::Owned(text) });
             }
         }
@@ -158,7 +158,7 @@ impl Lookup {
         let mut out = Vec::new();
         for layer in [Layer::User, Layer::Repo] {
             let path = self.dir(layer, kind).expect("on-disk layer").join(file);
-            match crate::atomic::read_text(&path) {
+            match crate::files::read::read_text(&path) {
                 Ok(text) => out.push(Found {
                     name: file.to_string(),
                     layer,

@@ -11,7 +11,9 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::atomic::{self, FileLock};
+use crate::files::atomic;
+use crate::files::lock::FileLock;
+use crate::files::read;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Store {
@@ -57,7 +59,7 @@ impl Trust {
         if !self.path.exists() {
             return Ok(Store { version: 1, files: BTreeMap::new() });
         }
-        let text = atomic::read_text(&self.path)?;
+        let text = read::read_text(&self.path)?;
         // json::parse: a byte order mark is skipped, errors say path:line:col.
         Ok(crate::host::json::parse(&self.path.display().to_string(), &text)?)
     }

@@ -18,9 +18,11 @@ use std::time::Duration;
 use rhai::{Array, Dynamic, Module};
 
 use super::{fail, json, raise, Fallible};
-use crate::atomic::{self, FileLock};
 use crate::context::SharedHost;
 use crate::error::HostError;
+use crate::files::atomic;
+use crate::files::lock::FileLock;
+use crate::files::read;
 use crate::paths::{beneath, Access, Target};
 
 /// A held lock, as the script sees it. Cloning shares the same lock.
@@ -40,7 +42,7 @@ fn file_name<'a>(target: &'a Target, path: &str) -> Fallible<&'a str> {
 /// Reads a text file.
 fn read(host: &SharedHost, path: &str) -> Fallible<String> {
     let target = open(host, path, Access::Read, "reading")?;
-    atomic::read_at(target.dir.as_fd(), file_name(&target, path)?, path).map_err(|e| match e {
+    read::read_at(target.dir.as_fd(), file_name(&target, path)?, path).map_err(|e| match e {
         HostError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             raise(format!("{path}: no such file"))
         }
@@ -72,7 +74,7 @@ fn write_in(target: &Target, path: &str, bytes: &[u8]) -> Fallible<()> {
 /// is never overwritten. Keys the old file lacks follow `first`, then sort.
 fn write_json(host: &SharedHost, path: &str, value: Dynamic, first: &[String]) -> Fallible<String> {
     let target = open(host, path, Access::Write, "writing")?;
-    let old_text = match atomic::read_at(target.dir.as_fd(), file_name(&target, path)?, path) {
+    let old_text = match read::read_at(target.dir.as_fd(), file_name(&target, path)?, path) {
         Ok(text) => text,
         Err(HostError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(raise(e)),

@@ -9,7 +9,7 @@ use rhai::{Array, Dynamic, Map, Module};
 
 use super::{fail, opt, opt_seconds, raise, Fallible};
 use crate::context::SharedHost;
-use crate::process::{Ending, Framing, Limits, Stream, Supervised};
+use crate::supervise::{Ending, Framing, Limits, Stream, Supervised};
 
 /// Output kept per stream; more is dropped and flagged as truncated.
 const MAX_CAPTURE: usize = 32 * 1024 * 1024;

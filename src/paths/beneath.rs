@@ -156,7 +156,7 @@ fn walk(root: &Path, names: &[&str], access: Access) -> Result<Target, Stop> {
     let mut dir = match open_root() {
         // ALOOP_HOME is made on the first write into it.
         Err(Errno::NOENT) if create => {
-            crate::atomic::create_dirs(root).map_err(Stop::Io)?;
+            crate::files::create_dirs(root).map_err(Stop::Io)?;
             open_root()
         }
         other => other,

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use rhai::{ImmutableString, Map};
 
 use super::live::View;
-use crate::process::Stream;
+use crate::supervise::Stream;
 
 /// Most bytes of the agent's final text that are kept.
 const MAX_TEXT: usize = 1024 * 1024;

@@ -15,7 +15,7 @@ use super::request::{request, Request};
 use crate::cancel;
 use crate::context::SharedHost;
 use crate::host::Fallible;
-use crate::process::{Ending, Framing, Limits, Stream, Supervised};
+use crate::supervise::{Ending, Framing, Limits, Stream, Supervised};
 
 /// Longest stdout line handed to `parse`; the rest of a longer line is
 /// dropped (and the line skipped), so memory stays bounded.
