@@ -278,7 +278,7 @@ fn trust(host: &SharedHost, list: bool, revoke: Option<&Path>) -> Result<i32> {
         }
         return Ok(0);
     }
-    let dir = host.lookup.dir(Layer::Repo, Kind::Script).expect("repo layer is on disk");
+    let dir = host.lookup.repo_dir(Kind::Script);
     let mut files = Vec::new();
     crate::lookup::walk(&dir, &mut files);
     // Scripts, and the command manifest that routes command words to them.

@@ -94,13 +94,15 @@ impl Lookup {
         Self { repo: loop_dir.to_path_buf(), user: home.to_path_buf() }
     }
 
-    /// The on-disk folder of a layer for a kind.
-    pub fn dir(&self, layer: Layer, kind: Kind) -> Option<PathBuf> {
-        match layer {
-            Layer::Repo => Some(self.repo.join(kind.folder())),
-            Layer::User => Some(self.user.join(kind.folder())),
-            Layer::Bundled => None,
-        }
+    /// The repository's folder for a kind (`.loop/scripts`, `.loop/prompts`).
+    pub fn repo_dir(&self, kind: Kind) -> PathBuf {
+        self.repo.join(kind.folder())
+    }
+
+    /// The layers on disk with their folder for a kind, first match first
+    /// (the bundled layer has none).
+    fn disk_dirs(&self, kind: Kind) -> [(Layer, PathBuf); 2] {
+        [(Layer::Repo, self.repo_dir(kind)), (Layer::User, self.user.join(kind.folder()))]
     }
 
     /// Finds `name` (with or without its extension) in the first layer that has it.
@@ -113,8 +115,8 @@ impl Lookup {
         let name = normalize_name(kind, name)?;
         let file = format!("{name}.{}", kind.extension());
         let mut found = Vec::new();
-        for layer in [Layer::Repo, Layer::User] {
-            let path = self.dir(layer, kind).expect("on-disk layer").join(&file);
+        for (layer, dir) in self.disk_dirs(kind) {
+            let path = dir.join(&file);
             // Not `is_file`: a FIFO or device there is refused by name, not skipped.
             if path.exists() {
                 let text = crate::files::read::read_text(&path).map_err(|e| e.to_string())?;
@@ -130,8 +132,7 @@ impl Lookup {
     /// Every visible name with the layers that hold it, first match first.
     pub fn list(&self, kind: Kind) -> BTreeMap<String, Vec<Layer>> {
         let mut names: BTreeMap<String, Vec<Layer>> = BTreeMap::new();
-        for layer in [Layer::Repo, Layer::User] {
-            let dir = self.dir(layer, kind).expect("on-disk layer");
+        for (layer, dir) in self.disk_dirs(kind) {
             let mut files = Vec::new();
             walk(&dir, &mut files);
             for file in files {
@@ -156,8 +157,8 @@ impl Lookup {
     /// non-UTF-8 file) is an error naming it.
     pub fn layered_file(&self, kind: Kind, file: &str) -> Result<Vec<Found>, crate::error::HostError> {
         let mut out = Vec::new();
-        for layer in [Layer::User, Layer::Repo] {
-            let path = self.dir(layer, kind).expect("on-disk layer").join(file);
+        for (layer, dir) in self.disk_dirs(kind).into_iter().rev() {
+            let path = dir.join(file);
             match crate::files::read::read_text(&path) {
                 Ok(text) => out.push(Found {
                     name: file.to_string(),
