@@ -18,7 +18,7 @@ static BIG_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// Bytes held in blocks of 64 KiB or more (0 unless the binary installed
 /// [`Counting`] as its allocator).
-pub fn big_bytes() -> usize {
+pub(crate) fn big_bytes() -> usize {
     BIG_BYTES.load(Relaxed)
 }
 

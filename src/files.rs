@@ -17,7 +17,7 @@ use std::path::Path;
 use rustix::fs::{FileType, Mode, OFlags};
 
 /// Creates `dir` and its missing parents with mode 0700.
-pub fn create_dirs(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_dirs(dir: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 

@@ -23,13 +23,13 @@ struct Store {
 
 /// The trust store of one `ALOOP_HOME`.
 #[derive(Debug)]
-pub struct Trust {
+pub(crate) struct Trust {
     path: PathBuf,
 }
 
 /// Whether a file may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub(crate) enum Status {
     Trusted,
     Untrusted,
     /// Trusted once, edited since.
@@ -46,12 +46,12 @@ impl std::fmt::Display for Status {
     }
 }
 
-pub fn hash(text: &str) -> String {
+pub(crate) fn hash(text: &str) -> String {
     Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Trust {
-    pub fn new(home: &Path) -> Self {
+    pub(crate) fn new(home: &Path) -> Self {
         Self { path: home.join("trust.json") }
     }
 
@@ -65,7 +65,7 @@ impl Trust {
     }
 
     /// The trust status of a file with this content.
-    pub fn status(&self, path: &Path, text: &str) -> Result<Status> {
+    pub(crate) fn status(&self, path: &Path, text: &str) -> Result<Status> {
         let store = self.load()?;
         Ok(match store.files.get(&path.display().to_string()) {
             Some(h) if *h == hash(text) => Status::Trusted,
@@ -85,7 +85,7 @@ impl Trust {
     }
 
     /// Pins each (path, content) pair as trusted.
-    pub fn trust(&self, files: &[(PathBuf, String)]) -> Result<()> {
+    pub(crate) fn trust(&self, files: &[(PathBuf, String)]) -> Result<()> {
         self.update(|store| {
             for (path, text) in files {
                 store.files.insert(path.display().to_string(), hash(text));
@@ -94,7 +94,7 @@ impl Trust {
     }
 
     /// Forgets a path; returns whether it was there.
-    pub fn revoke(&self, path: &Path) -> Result<bool> {
+    pub(crate) fn revoke(&self, path: &Path) -> Result<bool> {
         let key = path.display().to_string();
         let mut removed = false;
         self.update(|store| removed = store.files.remove(&key).is_some())?;
@@ -102,7 +102,7 @@ impl Trust {
     }
 
     /// Every trusted path with its pinned hash.
-    pub fn entries(&self) -> Result<BTreeMap<String, String>> {
+    pub(crate) fn entries(&self) -> Result<BTreeMap<String, String>> {
         Ok(self.load()?.files)
     }
 }

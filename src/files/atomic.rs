@@ -16,7 +16,7 @@ use super::{parent_of, require_regular};
 /// file or the new one, never a mix (see `write_at`). Missing directories are
 /// made; this is for paths aloop chooses itself, script paths go through the
 /// sandbox and `write_at`.
-pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let (dir, name) = parent_of(path)?;
     write_at(dir.as_fd(), &name, bytes)
 }
@@ -66,7 +66,7 @@ fn create_temp(dir: BorrowedFd, name: &str) -> io::Result<(String, File)> {
 /// began and the error says so. Appends are for logs and are not fsynced (a
 /// power cut may lose the last lines); state files go through `write_at`.
 /// The file must be a regular file reached without a link.
-pub fn append_at(dir: BorrowedFd, name: &str, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn append_at(dir: BorrowedFd, name: &str, bytes: &[u8]) -> io::Result<()> {
     let flags = OFlags::WRONLY
         | OFlags::APPEND
         | OFlags::CREATE
@@ -91,10 +91,4 @@ pub fn append_at(dir: BorrowedFd, name: &str, bytes: &[u8]) -> io::Result<()> {
             bytes.len()
         ),
     ))
-}
-
-/// Appends like `append_at`, to a path aloop chose itself.
-pub fn append(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let (dir, name) = parent_of(path)?;
-    append_at(dir.as_fd(), &name, bytes)
 }

@@ -15,14 +15,14 @@ use crate::error::HostError;
 /// An exclusive advisory lock on a file, released when dropped. The holder
 /// writes its pid into the file so that whoever waits can say who holds it.
 #[derive(Debug)]
-pub struct FileLock {
+pub(crate) struct FileLock {
     file: Option<File>,
 }
 
 impl FileLock {
     /// Takes the lock on a path aloop chose itself, waiting up to `wait`
     /// for a holder to let go (see `acquire_at`).
-    pub fn acquire(path: &Path, wait: Duration) -> Result<Self, HostError> {
+    pub(crate) fn acquire(path: &Path, wait: Duration) -> Result<Self, HostError> {
         let (dir, name) =
             parent_of(path).map_err(|e| HostError::io(format!("opening lock {}", path.display()), e))?;
         Self::acquire_at(dir.as_fd(), &name, &path.display().to_string(), wait)
@@ -31,7 +31,12 @@ impl FileLock {
     /// Takes the lock on `name` in `dir` (`display` names it in messages).
     /// The lock file is created if missing, never truncated or created
     /// through a link, and must be a regular file.
-    pub fn acquire_at(dir: BorrowedFd, name: &str, display: &str, wait: Duration) -> Result<Self, HostError> {
+    pub(crate) fn acquire_at(
+        dir: BorrowedFd,
+        name: &str,
+        display: &str,
+        wait: Duration,
+    ) -> Result<Self, HostError> {
         let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let mut file = rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600))
             .map_err(io::Error::from)
@@ -65,7 +70,7 @@ impl FileLock {
     }
 
     /// Lets go now rather than at drop.
-    pub fn release(&mut self) {
+    pub(crate) fn release(&mut self) {
         if let Some(file) = self.file.take() {
             let _ = file.set_len(0);
             let _ = file.unlock();

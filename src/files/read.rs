@@ -15,12 +15,12 @@ use crate::error::HostError;
 /// The largest file `read_text` accepts. Scripts run without Rhai's data
 /// size limits (they re-measure a whole document on every change, see
 /// engine.rs), so this is where a runaway state file is stopped.
-pub const MAX_TEXT_FILE: u64 = 64 * 1024 * 1024;
+pub(crate) const MAX_TEXT_FILE: u64 = 64 * 1024 * 1024;
 
 /// Reads a file as UTF-8, naming the file in the error. Only a regular file
 /// is read (a FIFO is opened without blocking and refused, like a device),
 /// and at most `MAX_TEXT_FILE` bytes of it.
-pub fn read_text(path: &Path) -> Result<String, HostError> {
+pub(crate) fn read_text(path: &Path) -> Result<String, HostError> {
     let display = path.display().to_string();
     let file = OpenOptions::new()
         .read(true)
@@ -32,7 +32,7 @@ pub fn read_text(path: &Path) -> Result<String, HostError> {
 
 /// Reads `name` in `dir` like `read_text`, never through a link (a link
 /// there is an `ELOOP` error).
-pub fn read_at(dir: BorrowedFd, name: &str, display: &str) -> Result<String, HostError> {
+pub(crate) fn read_at(dir: BorrowedFd, name: &str, display: &str) -> Result<String, HostError> {
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let fd = rustix::fs::openat(dir, name, flags, Mode::empty())
         .map_err(|e| HostError::io(format!("reading {display}"), e.into()))?;

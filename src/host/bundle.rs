@@ -17,7 +17,7 @@ fn list(prefix: &str) -> Array {
     crate::lookup::bundled_under(prefix).map(|(path, _)| Dynamic::from(path.to_string())).collect()
 }
 
-pub fn module() -> Module {
+pub(crate) fn module() -> Module {
     let mut m = Module::new();
     primitive!(m, "read", |path: &str| read(path));
     primitive!(m, "list", |prefix: &str| Ok(list(prefix)));

@@ -27,7 +27,7 @@ use crate::paths::{beneath, Access, Target};
 
 /// A held lock, as the script sees it. Cloning shares the same lock.
 #[derive(Clone)]
-pub struct Lock(Rc<RefCell<FileLock>>);
+pub(crate) struct Lock(Rc<RefCell<FileLock>>);
 
 /// Opens the directory holding `path` for `access`, raising the refusal.
 fn open(host: &SharedHost, path: &str, access: Access, verb: &str) -> Fallible<Target> {
@@ -184,7 +184,7 @@ fn mkdir(host: &SharedHost, path: &str) -> Fallible<()> {
 
 impl Lock {
     /// lock.release(): lets go before the value is dropped.
-    pub fn release(&mut self) {
+    pub(crate) fn release(&mut self) {
         self.0.borrow_mut().release();
     }
 }

@@ -16,7 +16,7 @@ const MAX_CAPTURE: usize = 32 * 1024 * 1024;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Turns a script array into argv, refusing anything that is not a string.
-pub fn argv(args: &Array) -> Fallible<Vec<String>> {
+pub(crate) fn argv(args: &Array) -> Fallible<Vec<String>> {
     if args.is_empty() {
         return fail("the argv array is empty: it needs at least the program");
     }

@@ -16,7 +16,7 @@ use super::{fail, raise, Fallible};
 use crate::context::SharedHost;
 
 /// Now, in local time, or the `ALOOP_NOW` override in its own offset.
-pub fn now() -> Result<DateTime<FixedOffset>, String> {
+pub(crate) fn now() -> Result<DateTime<FixedOffset>, String> {
     match overridden() {
         Some(text) => DateTime::parse_from_rfc3339(&text)
             .map_err(|e| format!("ALOOP_NOW='{text}' is not an RFC 3339 time: {e}")),

@@ -34,7 +34,7 @@ impl Default for Templates {
 }
 
 /// `origin:line:col: reason` for a template parse error.
-pub fn template_error(origin: &str, e: &handlebars::TemplateError) -> String {
+pub(crate) fn template_error(origin: &str, e: &handlebars::TemplateError) -> String {
     match e.pos() {
         Some((l, c)) => format!("{origin}:{l}:{c}: {}", e.reason()),
         None => format!("{origin}: {}", e.reason()),
@@ -43,7 +43,7 @@ pub fn template_error(origin: &str, e: &handlebars::TemplateError) -> String {
 
 /// Parses a template and checks its partials, as a render would before
 /// its first use (`aloop prompt check`).
-pub fn check(origin: &str, text: &str) -> Result<(), String> {
+pub(crate) fn check(origin: &str, text: &str) -> Result<(), String> {
     let template = handlebars::Template::compile(text).map_err(|e| template_error(origin, &e))?;
     partials::check(origin, &template, &Handlebars::new())
 }

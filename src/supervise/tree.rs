@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::cancel;
 
 /// The environment variable that marks a supervised child's processes.
-pub const MARKER_VAR: &str = "ALOOP_SUPERVISED";
+pub(crate) const MARKER_VAR: &str = "ALOOP_SUPERVISED";
 
 /// Makes aloop a child subreaper, so that orphaned descendants are
 /// reparented to it rather than to init. Call once at start.
@@ -36,7 +36,7 @@ pub fn init() {
 }
 
 /// A new marker value, unique within this aloop and across aloops.
-pub fn new_marker() -> String {
+pub(crate) fn new_marker() -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(1);
     format!("{}.{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
@@ -55,13 +55,13 @@ struct Proc {
 
 /// A live process of the child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Member {
-    pub pid: i32,
-    pub pgid: i32,
+pub(crate) struct Member {
+    pub(crate) pid: i32,
+    pub(crate) pgid: i32,
 }
 
 /// The processes of one supervised child.
-pub struct Tree {
+pub(crate) struct Tree {
     leader: i32,
     /// `MARKER_VAR=value`, as it appears in /proc/PID/environ.
     marker: Vec<u8>,
@@ -70,14 +70,14 @@ pub struct Tree {
 }
 
 impl Tree {
-    pub fn new(leader: i32, marker: &str) -> Self {
+    pub(crate) fn new(leader: i32, marker: &str) -> Self {
         Self { leader, marker: format!("{MARKER_VAR}={marker}").into_bytes(), known: HashMap::new() }
     }
 
     /// Looks at /proc: records and returns the child's live processes (the
     /// leader among them until it is reaped), and reaps the zombies among
     /// aloop's orphans.
-    pub fn refresh(&mut self) -> Vec<Member> {
+    pub(crate) fn refresh(&mut self) -> Vec<Member> {
         // With no child at all, aloop has no descendant either (an orphan of
         // the child would be aloop's own), so there is nothing to look for:
         // the usual case at the end of a call, and a /proc scan saved.
@@ -200,7 +200,7 @@ fn environ_has(pid: i32, var: &[u8]) -> bool {
 /// exits, so children are spawned from the thread that runs the script,
 /// which lives as long as aloop. It covers the child itself: what the child
 /// starts does not inherit it.
-pub fn die_with_parent(parent: i32) -> io::Result<()> {
+pub(crate) fn die_with_parent(parent: i32) -> io::Result<()> {
     // SAFETY: prctl(2), getppid(2) and _exit(2) are async-signal-safe, as
     // code between fork and exec must be; nothing is allocated.
     unsafe {

@@ -16,7 +16,7 @@ use super::KeySeed;
 /// integers when they fit in an `i64` and floats otherwise. An object that
 /// gives a key twice is an error (serde_json would keep the last value and
 /// lose the first without a word).
-pub struct RhaiValue(pub Dynamic);
+pub(crate) struct RhaiValue(pub(crate) Dynamic);
 
 impl<'de> serde::Deserialize<'de> for RhaiValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
