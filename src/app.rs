@@ -131,7 +131,9 @@ fn exec(host: &SharedHost, target: &str, pairs: &[String]) -> Result<i32> {
 /// same-named file that the working directory happens to hold.
 fn names_a_file(target: &str) -> bool {
     let explicit = target.starts_with("./") || target.starts_with("../") || target.starts_with('/');
-    explicit || (target.ends_with(".rhai") && Path::new(target).is_file())
+    let path = Path::new(target);
+    let rhai = path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("rhai"));
+    explicit || (rhai && path.is_file())
 }
 
 fn file_action(host: &SharedHost, manifest: &Manifest, kind: Kind, action: FileAction) -> Result<i32> {

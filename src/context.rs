@@ -86,7 +86,7 @@ impl Host {
         ctx.insert("home".into(), path(&self.roots.home));
         ctx.insert("version".into(), self.version.into());
         ctx.insert("interactive".into(), self.interactive.into());
-        let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "aloop".into());
+        let exe = std::env::current_exe().map_or_else(|_| "aloop".into(), |p| p.display().to_string());
         ctx.insert("exe".into(), exe.into());
         ctx
     }

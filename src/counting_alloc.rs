@@ -27,9 +27,10 @@ pub struct Counting<A>(pub A);
 
 fn counted(size: usize, add: bool) {
     if size >= BIG_BLOCK {
-        match add {
-            true => BIG_BYTES.fetch_add(size, Relaxed),
-            false => BIG_BYTES.fetch_sub(size, Relaxed),
+        if add {
+            BIG_BYTES.fetch_add(size, Relaxed)
+        } else {
+            BIG_BYTES.fetch_sub(size, Relaxed)
         };
     }
 }

@@ -111,14 +111,14 @@ pub(crate) fn run_script(host: &SharedHost, script: &ScriptSource, args: Map) ->
     // Evaluated rather than run: Rhai ends an `exit` by returning its value.
     let result = engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
     match result {
-        Ok(_) if cancel::is_interrupted() => Err(Interrupted.into()),
+        // Whatever the script returned or was doing when it stopped, the
+        // person pressed Ctrl-C.
+        _ if cancel::is_interrupted() => Err(Interrupted.into()),
         Ok(value) => match ExitRequest::from_value(&value) {
             Some(exit) if exit.message.is_empty() => Ok(exit.code),
             Some(exit) => Err(exit.into()),
             None => Ok(0),
         },
-        // Whatever the script was doing when it stopped, the person pressed Ctrl-C.
-        Err(_) if cancel::is_interrupted() => Err(Interrupted.into()),
         Err(err) => {
             let err = host.script_error(&script.origin, &err);
             match err.downcast_ref::<ScriptExit>() {

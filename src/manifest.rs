@@ -55,6 +55,8 @@ pub(crate) struct CommandSpec {
 }
 
 /// One flag, option or positional argument.
+// Its on/off fields are the keys of the TOML table it is read from.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ArgSpec {

@@ -100,7 +100,7 @@ impl Roots {
         } else {
             (Root::Project, 0)
         };
-        let names: Vec<String> = names[depth..].iter().map(|n| n.to_string()).collect();
+        let names: Vec<String> = names[depth..].iter().map(std::string::ToString::to_string).collect();
         if root == Root::Project && self.home.starts_with(&self.project) {
             let full = names.iter().fold(self.project.clone(), |path, name| path.join(name));
             if full.starts_with(&self.home) {
@@ -144,8 +144,7 @@ impl Roots {
     /// The path relative to whichever root holds it, for messages.
     pub(crate) fn display(&self, path: &Path) -> String {
         path.strip_prefix(&self.project)
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| path.display().to_string())
+            .map_or_else(|_| path.display().to_string(), |p| p.display().to_string())
     }
 }
 

@@ -3,7 +3,7 @@
 //! (any output byte counts as activity), and termination of every process of
 //! the child, also those that left its group (`tree`): SIGTERM, a grace
 //! period until all are gone, then SIGKILL, so that nothing outlives the
-//! call. The child itself is SIGKILLed if aloop dies. Used by `proc::run`
+//! call. The child itself gets SIGKILL if aloop dies. Used by `proc::run`
 //! and `agent::run`.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -96,7 +96,7 @@ impl Supervised {
         let captured = !matches!(framing, Framing::Inherit);
         let output = || if captured { Stdio::piped() } else { Stdio::inherit() };
         let marker = tree::new_marker();
-        let parent = std::process::id() as i32;
+        let parent = std::process::id().cast_signed();
         command
             .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(output())
@@ -106,7 +106,7 @@ impl Supervised {
         // SAFETY: the hook only makes async-signal-safe calls (see die_with_parent).
         unsafe { command.pre_exec(move || tree::die_with_parent(parent)) };
         let mut child = command.spawn()?;
-        let pgid = child.id() as i32;
+        let pgid = child.id().cast_signed();
         let guard = cancel::GroupGuard::new(pgid);
         // Few slots: each holds up to a batch of lines or a 64 KiB chunk, and
         // a full channel makes the readers wait (bounded memory).
@@ -306,7 +306,7 @@ fn spawn_reader(pipe: impl Read + Send + 'static, stream: Stream, framing: Frami
                 };
                 // Bytes that end no line still count as output, reported at
                 // most once per ACTIVITY_EVERY (not per byte of a progress bar).
-                let mut reported = Instant::now() - ACTIVITY_EVERY;
+                let mut reported = Instant::now().checked_sub(ACTIVITY_EVERY).unwrap_or_else(Instant::now);
                 let result = read_pieces(pipe, max_line, |piece| match piece {
                     Piece::Line(line, cut) => {
                         bytes += line.len();

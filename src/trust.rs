@@ -4,6 +4,7 @@
 //! `$ALOOP_HOME/trust.json`: `{"version": 1, "files": {"/abs/path": "sha256"}}`.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -47,7 +48,12 @@ impl std::fmt::Display for Status {
 }
 
 pub(crate) fn hash(text: &str) -> String {
-    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    let mut hex = String::with_capacity(64);
+    for byte in Sha256::digest(text.as_bytes()) {
+        // Writing to a String cannot fail.
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
 }
 
 impl Trust {

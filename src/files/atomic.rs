@@ -53,7 +53,7 @@ fn create_temp(dir: BorrowedFd, name: &str) -> io::Result<(String, File)> {
         match rustix::fs::openat(dir, temp_name.as_str(), flags, Mode::from_raw_mode(0o600)) {
             Ok(fd) => return Ok((temp_name, File::from(fd))),
             // Left by an earlier process with our pid.
-            Err(Errno::EXIST) => continue,
+            Err(Errno::EXIST) => {}
             Err(e) => return Err(e.into()),
         }
     }

@@ -86,7 +86,7 @@ impl Drop for FileLock {
 
 fn holder(file: &mut File) -> String {
     let mut text = String::new();
-    let _ = file.rewind().and_then(|_| file.read_to_string(&mut text));
+    let _ = file.rewind().and_then(|()| file.read_to_string(&mut text));
     match text.trim() {
         "" => "another process".to_string(),
         pid => format!("pid {pid}"),

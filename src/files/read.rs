@@ -50,7 +50,7 @@ fn read_file(file: File, display: &str) -> Result<String, HostError> {
             MAX_TEXT_FILE / (1024 * 1024)
         )));
     }
-    let mut bytes = Vec::with_capacity(size as usize);
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or_default());
     file.take(MAX_TEXT_FILE + 1).read_to_end(&mut bytes).map_err(io_error)?;
     String::from_utf8(bytes).map_err(|e| {
         HostError::Other(format!(

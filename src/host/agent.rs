@@ -37,11 +37,11 @@ pub(crate) fn module(host: &SharedHost) -> Module {
     let mut m = Module::new();
     let h = host.clone();
     m.set_native_fn("run", move |ctx: rhai::NativeCallContext, name: &str, req: Map| {
-        run(&h, ctx.engine(), name, req).map_err(|e| super::at(&ctx, e))
+        run(&h, ctx.engine(), name, &req).map_err(|e| super::at(&ctx, e))
     });
     let h = host.clone();
     m.set_native_fn("command", move |ctx: rhai::NativeCallContext, name: &str, req: Map| {
-        command(&h, ctx.engine(), name, req).map_err(|e| super::at(&ctx, e))
+        command(&h, ctx.engine(), name, &req).map_err(|e| super::at(&ctx, e))
     });
     let h = host.clone();
     m.set_native_fn("which", move |ctx: rhai::NativeCallContext, name: &str| {

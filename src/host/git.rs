@@ -1,6 +1,6 @@
 //! `git::` — HEAD and what changed since a commit, for recording what an
 //! agent did. Everything is asked of git itself, so worktrees, packed refs,
-//! reftable and GIT_DIR work as git has them. Diffs include untracked files (respecting .gitignore) without
+//! reftable and `GIT_DIR` work as git has them. Diffs include untracked files (respecting .gitignore) without
 //! touching the user's index: changes are staged into a throwaway copy of it.
 
 use std::path::Path;

@@ -33,7 +33,7 @@ pub fn parse_value(name: &str, text: &str) -> Result<Dynamic, crate::error::Host
     parse::<RhaiValue>(name, text).map(|RhaiValue(value)| value)
 }
 
-/// The error for an object key given twice; serde_json places it where the
+/// The error for an object key given twice; `serde_json` places it where the
 /// reading stopped, right after the key.
 fn given_twice<E: serde::de::Error>(key: &str) -> E {
     E::custom(format_args!("key {} is given twice", serde_json::Value::from(key)))
@@ -214,7 +214,7 @@ impl serde::Serialize for AsJson<'_> {
 
 /// One-line JSON for a Rhai value.
 pub fn to_json(value: &Dynamic) -> Fallible<String> {
-    serde_json::to_string(&AsJson { value, order: None, first: &[] }).map_err(not_json)
+    serde_json::to_string(&AsJson { value, order: None, first: &[] }).map_err(|e| not_json(&e))
 }
 
 /// Indented JSON for a Rhai value, keys sorted.
@@ -237,7 +237,7 @@ pub(crate) fn to_pretty_json_in(
     size_hint: usize,
 ) -> Fallible<String> {
     let mut out = Vec::with_capacity(size_hint + 1);
-    serde_json::to_writer_pretty(&mut out, &AsJson { value, order, first }).map_err(not_json)?;
+    serde_json::to_writer_pretty(&mut out, &AsJson { value, order, first }).map_err(|e| not_json(&e))?;
     Ok(String::from_utf8(out).expect("serde_json writes UTF-8"))
 }
 
@@ -256,7 +256,7 @@ pub(crate) fn key_order_option(opts: &rhai::Map, caller: &str) -> Fallible<Vec<S
     list.iter().map(|key| key.clone().into_string().map_err(|_| wrong())).collect()
 }
 
-fn not_json(e: serde_json::Error) -> Box<rhai::EvalAltResult> {
+fn not_json(e: &serde_json::Error) -> Box<rhai::EvalAltResult> {
     raise(format!("cannot be turned into JSON: {e}"))
 }
 

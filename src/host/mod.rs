@@ -72,13 +72,25 @@ pub(crate) fn opt<T: 'static + Clone>(opts: &Map, key: &str, what: &str) -> Fall
     }
 }
 
+/// A script's int as a float: one past 2^53 rounds, which no count or
+/// number of seconds comes near.
+#[allow(clippy::cast_precision_loss)]
+pub(crate) fn int_to_float(i: i64) -> f64 {
+    i as f64
+}
+
+/// An int or a float, as a float.
+pub(crate) fn as_number(value: &Dynamic) -> Option<f64> {
+    value.as_float().ok().or_else(|| value.as_int().ok().map(int_to_float))
+}
+
 /// Reads a number of seconds (int or float) from an options map.
 pub(crate) fn opt_seconds(opts: &Map, key: &str) -> Fallible<Option<std::time::Duration>> {
     match opts.get(key) {
         None => Ok(None),
         Some(v) if v.is_unit() => Ok(None),
         Some(v) => {
-            let secs = v.as_float().or_else(|_| v.as_int().map(|i| i as f64)).map_err(|_| {
+            let secs = as_number(v).ok_or_else(|| {
                 raise(format!("option '{key}' must be a number of seconds, not {}", v.type_name()))
             })?;
             if !(0.0..=1e9).contains(&secs) {

@@ -28,7 +28,7 @@ pub(crate) fn argv(args: &Array) -> Fallible<Vec<String>> {
         .collect()
 }
 
-/// proc::quote(argv) -> the words as one line for a POSIX shell, each
+/// `proc::quote(argv)` -> the words as one line for a POSIX shell, each
 /// quoted where it needs it (`echo 'a b'`), for showing a command or writing
 /// one into a crontab. A word holding a NUL byte cannot be quoted.
 fn quote(args: &Array) -> Fallible<String> {
@@ -64,7 +64,7 @@ fn command(host: &SharedHost, argv: &[String], opts: &Map) -> Fallible<Command> 
     Ok(command)
 }
 
-/// proc::run(argv, opts) -> #{code, stdout, stderr, timed_out, interrupted}.
+/// `proc::run(argv, opts)` -> `#{code, stdout, stderr, timed_out, interrupted}`.
 /// Options: cwd, env (a map; `()` removes a variable), stdin (text),
 /// timeout (seconds, default 600), inherit (bool: the child writes straight
 /// to this terminal instead of being captured, e.g. a nested aloop with its
@@ -94,7 +94,7 @@ fn run(host: &SharedHost, args: &Array, opts: &Map) -> Fallible<Map> {
     host.budget.refill();
     let mut out = Map::new();
     let code = match ending {
-        Ending::Exited(code) => code.map_or(Dynamic::UNIT, |c| Dynamic::from(c as i64)),
+        Ending::Exited(code) => code.map_or(Dynamic::UNIT, |c| Dynamic::from(i64::from(c))),
         _ => Dynamic::UNIT,
     };
     out.insert("code".into(), code);

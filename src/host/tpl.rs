@@ -60,6 +60,9 @@ fn render_error(origin: &str, e: &handlebars::RenderError) -> String {
 
 impl Templates {
     /// Renders a template text registered under `origin`.
+    ///
+    /// # Panics
+    /// Only if handlebars loses a template it has just registered.
     pub fn render_text(
         &mut self,
         origin: &str,
@@ -81,14 +84,14 @@ impl Templates {
 fn render(host: &SharedHost, templates: &RefCell<Templates>, name: &str, data: &Dynamic) -> Fallible<String> {
     let data = json::from_dynamic(data)?;
     let cached = templates.borrow().origins.get(name).cloned();
-    let (origin, text) = match cached {
-        Some(origin) => (origin, String::new()),
-        None => {
-            let found = host.lookup.find(Kind::Prompt, name).map_err(raise)?.ok_or_else(|| {
+    let (origin, text) = if let Some(origin) = cached {
+        (origin, String::new())
+    } else {
+        let found =
+            host.lookup.find(Kind::Prompt, name).map_err(raise)?.ok_or_else(|| {
                 raise(format!("no prompt template named '{name}' (see `aloop prompt list`)"))
             })?;
-            (found.origin(Kind::Prompt), found.text.into_owned())
-        }
+        (found.origin(Kind::Prompt), found.text.into_owned())
     };
     let mut templates = templates.borrow_mut();
     templates.origins.insert(name.to_string(), origin.clone());

@@ -124,7 +124,7 @@ pub(crate) fn module(host: &SharedHost) -> Module {
     });
     // ui::table(headers, rows): aligned columns on stdout.
     primitive!(m, "table", |headers: Array, rows: Array| {
-        let headers: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+        let headers: Vec<String> = headers.iter().map(std::string::ToString::to_string).collect();
         let rows: Vec<Vec<String>> = rows.iter().map(cells).collect();
         print_line(&table(&headers, &rows));
         Ok(())

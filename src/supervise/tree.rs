@@ -86,7 +86,7 @@ impl Tree {
             return Vec::new();
         }
         let procs = scan();
-        let me = std::process::id() as i32;
+        let me = std::process::id().cast_signed();
         // SAFETY: getpgrp(2) has no preconditions.
         let my_pgid = unsafe { libc::getpgrp() };
         let mut children: HashMap<i32, Vec<usize>> = HashMap::new();
@@ -144,7 +144,7 @@ fn has_children() -> bool {
         libc::waitid(
             libc::P_ALL,
             0,
-            &mut info,
+            &raw mut info,
             libc::WEXITED | libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT,
         )
     };
@@ -194,7 +194,7 @@ fn environ_has(pid: i32, var: &[u8]) -> bool {
         .is_ok_and(|env| env.split(|&b| b == 0).any(|entry| entry == var))
 }
 
-/// Sets up the child, between fork and exec, to be SIGKILLed when aloop
+/// Sets up the child, between fork and exec, to get SIGKILL when aloop
 /// dies, and ends it if aloop already died (then it was reparented before
 /// prctl could take effect). The signal comes when the *thread* that forked
 /// exits, so children are spawned from the thread that runs the script,
@@ -229,7 +229,7 @@ mod tests {
 
     #[test]
     fn finds_this_process_and_its_parent() {
-        let me = std::process::id() as i32;
+        let me = std::process::id().cast_signed();
         let procs = scan();
         let mine = procs.iter().find(|p| p.pid == me).expect("this process is listed");
         // SAFETY: getppid(2) has no preconditions.

@@ -186,9 +186,9 @@ impl Adapter {
         tail: &str,
     ) -> Fallible<Option<String>> {
         let value = if self.has("explain_exit", 2) {
-            self.call(host, engine, "explain_exit", (code as i64, tail.to_string()))?
+            self.call(host, engine, "explain_exit", (i64::from(code), tail.to_string()))?
         } else if self.has("explain_exit", 1) {
-            self.call(host, engine, "explain_exit", (code as i64,))?
+            self.call(host, engine, "explain_exit", (i64::from(code),))?
         } else {
             return Ok(None);
         };

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use rhai::{ImmutableString, Map};
 
 use super::live::View;
+use crate::host::as_number;
 use crate::supervise::Stream;
 
 /// Most bytes of the agent's final text that are kept.
@@ -30,9 +31,10 @@ impl Tail {
         // The first TAIL_LINE characters, which lie in the first 4 × TAIL_LINE
         // bytes (a line of no more bytes has no more characters).
         let text = lossy_text(&bytes[..bytes.len().min(4 * TAIL_LINE)]);
-        let end = match text.len() <= TAIL_LINE {
-            true => text.len(),
-            false => text.char_indices().nth(TAIL_LINE).map_or(text.len(), |(at, _)| at),
+        let end = if text.len() <= TAIL_LINE {
+            text.len()
+        } else {
+            text.char_indices().nth(TAIL_LINE).map_or(text.len(), |(at, _)| at)
         };
         let mut line = text[..end].to_string();
         if cut || end < text.len() || bytes.len() > 4 * TAIL_LINE {
@@ -102,8 +104,7 @@ pub(super) fn string(map: &Map, key: &str) -> Option<ImmutableString> {
 }
 
 fn number(map: &Map, key: &str) -> Option<f64> {
-    let v = map.get(key)?;
-    v.as_float().ok().or_else(|| v.as_int().ok().map(|i| i as f64))
+    as_number(map.get(key)?)
 }
 
 fn flag(map: &Map, key: &str) -> bool {
@@ -134,7 +135,7 @@ impl Collector {
         let kind = string(event, "kind").unwrap_or_default();
         match kind.as_str() {
             "init" => {
-                self.session_id = string(event, "session_id").map(String::from).or(self.session_id.take())
+                self.session_id = string(event, "session_id").map(String::from).or(self.session_id.take());
             }
             "text" => {
                 let text = string(event, "text").unwrap_or_default();

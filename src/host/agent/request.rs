@@ -32,19 +32,19 @@ fn limit(value: Option<Duration>, default: Duration) -> Option<Duration> {
     Some(value.unwrap_or(default)).filter(|d| !d.is_zero())
 }
 
-pub(super) fn request(host: &SharedHost, req: Map) -> Fallible<Request> {
+pub(super) fn request(host: &SharedHost, req: &Map) -> Fallible<Request> {
     let mut map = req.clone();
-    let prompt = opt::<ImmutableString>(&req, "prompt", "a string")?
+    let prompt = opt::<ImmutableString>(req, "prompt", "a string")?
         .ok_or_else(|| raise("the request needs a 'prompt' (the text for the agent)"))?;
     map.insert("prompt".into(), prompt.into());
-    let model = opt::<ImmutableString>(&req, "model", "a string")?;
+    let model = opt::<ImmutableString>(req, "model", "a string")?;
     map.insert("model".into(), model.map_or(Dynamic::UNIT, Dynamic::from));
-    let autonomy = opt::<ImmutableString>(&req, "autonomy", "a string")?.unwrap_or_else(|| "edit".into());
+    let autonomy = opt::<ImmutableString>(req, "autonomy", "a string")?.unwrap_or_else(|| "edit".into());
     if !AUTONOMY.contains(&autonomy.as_str()) {
         return fail(format!("autonomy must be \"read-only\", \"edit\" or \"full\", not \"{autonomy}\""));
     }
     map.insert("autonomy".into(), autonomy.into());
-    let cwd = match opt::<ImmutableString>(&req, "cwd", "a string")? {
+    let cwd = match opt::<ImmutableString>(req, "cwd", "a string")? {
         Some(dir) => host.roots.resolve(&dir).map_err(raise)?,
         None => host.roots.project.clone(),
     };
@@ -54,7 +54,7 @@ pub(super) fn request(host: &SharedHost, req: Map) -> Fallible<Request> {
     map.insert("cwd".into(), cwd.display().to_string().into());
     let mut extra = Array::new();
     for (i, arg) in
-        opt::<Array>(&req, "extra_args", "an array of strings")?.unwrap_or_default().into_iter().enumerate()
+        opt::<Array>(req, "extra_args", "an array of strings")?.unwrap_or_default().into_iter().enumerate()
     {
         if !arg.is_string() {
             return fail(format!("extra_args[{i}] must be a string, not {}", arg.type_name()));
@@ -62,12 +62,12 @@ pub(super) fn request(host: &SharedHost, req: Map) -> Fallible<Request> {
         extra.push(arg);
     }
     map.insert("extra_args".into(), extra.into());
-    let timeout = limit(opt_seconds(&req, "timeout")?, DEFAULT_TIMEOUT);
-    let idle = limit(opt_seconds(&req, "idle_timeout")?, DEFAULT_IDLE);
+    let timeout = limit(opt_seconds(req, "timeout")?, DEFAULT_TIMEOUT);
+    let idle = limit(opt_seconds(req, "idle_timeout")?, DEFAULT_IDLE);
     let seconds = |d: Option<Duration>| Dynamic::from(d.map_or(0.0, |d| d.as_secs_f64()));
     map.insert("timeout".into(), seconds(timeout));
     map.insert("idle_timeout".into(), seconds(idle));
-    let view = opt::<ImmutableString>(&req, "view", "a string")?.unwrap_or_else(|| "auto".into());
+    let view = opt::<ImmutableString>(req, "view", "a string")?.unwrap_or_else(|| "auto".into());
     let mode = match view.as_str() {
         "auto" if std::io::stderr().is_terminal() => Mode::Live,
         "auto" | "plain" => Mode::Plain,
@@ -78,9 +78,9 @@ pub(super) fn request(host: &SharedHost, req: Map) -> Fallible<Request> {
         }
     };
     map.insert("view".into(), view.into());
-    let label = opt::<ImmutableString>(&req, "label", "a string")?.map(|s| s.to_string()).unwrap_or_default();
+    let label = opt::<ImmutableString>(req, "label", "a string")?.map(|s| s.to_string()).unwrap_or_default();
     map.insert("label".into(), label.clone().into());
-    let env = opt::<Map>(&req, "env", "a map")?.unwrap_or_default();
+    let env = opt::<Map>(req, "env", "a map")?.unwrap_or_default();
     map.insert("env".into(), env.clone().into());
     Ok(Request { map, cwd, timeout, idle, mode, label, env })
 }

@@ -32,16 +32,18 @@ struct Outcome {
 
 fn result_map(name: &str, outcome: Outcome, collected: &Collector, start: Instant) -> Map {
     let float = |v: Option<f64>| v.map_or(Dynamic::UNIT, Dynamic::from);
+    // Token counts are whole numbers; `as` saturates anything else.
+    #[allow(clippy::cast_possible_truncation)]
     let int = |v: Option<f64>| v.map_or(Dynamic::UNIT, |v| Dynamic::from(v as i64));
     let mut map = Map::new();
     map.insert("agent".into(), name.into());
     map.insert("status".into(), outcome.status.into());
-    map.insert("exit_code".into(), outcome.exit_code.map_or(Dynamic::UNIT, |c| Dynamic::from(c as i64)));
+    map.insert("exit_code".into(), outcome.exit_code.map_or(Dynamic::UNIT, |c| Dynamic::from(i64::from(c))));
     map.insert("text".into(), collected.final_text().into());
     map.insert("cost_usd".into(), float(collected.cost));
     map.insert("input_tokens".into(), int(collected.input_tokens));
     map.insert("output_tokens".into(), int(collected.output_tokens));
-    map.insert("duration_ms".into(), (start.elapsed().as_millis() as i64).into());
+    map.insert("duration_ms".into(), i64::try_from(start.elapsed().as_millis()).unwrap_or(i64::MAX).into());
     map.insert("error".into(), outcome.error.map_or(Dynamic::UNIT, Dynamic::from));
     map.insert("output_tail".into(), collected.tail.text().into());
     map.insert("session_id".into(), collected.session_id.clone().map_or(Dynamic::UNIT, Dynamic::from));
@@ -51,8 +53,7 @@ fn result_map(name: &str, outcome: Outcome, collected: &Collector, start: Instan
 
 fn not_found(adapter: &mut Adapter, host: &SharedHost, engine: &Engine, program: &str) -> Fallible<Outcome> {
     let hint = string(&adapter.describe(host, engine)?, "install_hint")
-        .map(String::from)
-        .unwrap_or_else(|| format!("install '{program}' and put it on PATH"));
+        .map_or_else(|| format!("install '{program}' and put it on PATH"), String::from);
     Ok(Outcome {
         status: "not_found",
         exit_code: None,
@@ -72,8 +73,8 @@ fn interrupted() -> Outcome {
     }
 }
 
-/// agent::run(name, request) -> result map.
-pub(super) fn run(host: &SharedHost, engine: &Engine, name: &str, req: Map) -> Fallible<Map> {
+/// `agent::run(name, request)` -> result map.
+pub(super) fn run(host: &SharedHost, engine: &Engine, name: &str, req: &Map) -> Fallible<Map> {
     let start = Instant::now();
     let mut adapter = Adapter::load(host, engine, name)?;
     let req = request(host, req)?;
@@ -173,31 +174,29 @@ fn supervise(
     })
 }
 
-/// agent::command(name, request) -> #{program, args, stdin, env, cwd}.
-pub(super) fn command(host: &SharedHost, engine: &Engine, name: &str, req: Map) -> Fallible<Map> {
+/// `agent::command(name, request)` -> `#{program, args, stdin, env, cwd}`.
+pub(super) fn command(host: &SharedHost, engine: &Engine, name: &str, req: &Map) -> Fallible<Map> {
     let mut adapter = Adapter::load(host, engine, name)?;
     let req = request(host, req)?;
     Ok(adapter.invocation(host, engine, &req)?.to_map())
 }
 
-/// agent::which(name) -> #{name, source, program, path, installed,
-/// install_hint, version_args}.
+/// `agent::which(name)` -> `#{name, source, program, path, installed,
+/// install_hint, version_args}`.
 pub(super) fn which(host: &SharedHost, engine: &Engine, name: &str) -> Fallible<Map> {
     let mut adapter = Adapter::load(host, engine, name)?;
     let describe = adapter.describe(host, engine)?;
-    let program = match string(&describe, "program") {
-        Some(program) => program.to_string(),
-        None => {
-            let mut probe = Map::new();
-            probe.insert("prompt".into(), "".into());
-            let req = request(host, probe)?;
-            adapter.invocation(host, engine, &req)?.program
-        }
+    let program = if let Some(program) = string(&describe, "program") {
+        program.to_string()
+    } else {
+        let mut probe = Map::new();
+        probe.insert("prompt".into(), "".into());
+        let req = request(host, &probe)?;
+        adapter.invocation(host, engine, &req)?.program
     };
     let path = crate::program::find(&program, &host.roots.project);
     let hint = string(&describe, "install_hint")
-        .map(String::from)
-        .unwrap_or_else(|| format!("install '{program}' and put it on PATH"));
+        .map_or_else(|| format!("install '{program}' and put it on PATH"), String::from);
     let version_args = match describe.get("version_args") {
         Some(v) if v.is_array() => v.clone(),
         _ => vec![Dynamic::from("--version")].into(),
