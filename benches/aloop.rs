@@ -146,9 +146,12 @@ fn run_with_peak_rss(mut cmd: Command) -> (i32, String, f64) {
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waits for our own child; fills the structs we own.
-    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    unsafe { libc::wait4(child.id().cast_signed(), &raw mut status, 0, &raw mut usage) };
     let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
-    (code, reader.join().unwrap(), usage.ru_maxrss as f64 / 1024.0)
+    // Peak sizes in kB are far below 2^52.
+    #[allow(clippy::cast_precision_loss)]
+    let peak_mb = usage.ru_maxrss as f64 / 1024.0;
+    (code, reader.join().unwrap(), peak_mb)
 }
 
 fn main() {
@@ -198,7 +201,7 @@ fn main() {
         assert!(code == 0 || code == 2, "aloop run failed ({code}): {stderr}");
         let passed = stderr.matches("PASSED").count();
         assert_eq!(passed, iterations, "every iteration should pass one story:\n{stderr}");
-        let per_iteration = total / iterations as u32;
+        let per_iteration = total / u32::try_from(iterations).unwrap();
         let overhead = per_iteration.saturating_sub(agent_time * 2);
         let target = if stories > 1000 { "target < 50 ms" } else { "target < 3 ms" };
         rows.push((
@@ -229,6 +232,8 @@ fn main() {
             let elapsed = start.elapsed();
             assert_eq!(code, 0, "streaming failed: {stdout}");
             assert!(stdout.contains("\"status\":\"ok\""), "{stdout}");
+            // Byte counts are far below 2^52.
+            #[allow(clippy::cast_precision_loss)]
             let mb = written as f64 / (1024.0 * 1024.0);
             let rate = mb / elapsed.saturating_sub(cat_time).as_secs_f64();
             rows.push((
@@ -265,11 +270,15 @@ fn recorded_session(out: &mut dyn Write, size: usize) -> usize {
         ["the", "quick", "cargo", "test", "build", "error", "fn", "impl", "struct", "let", "mut", "warning"];
     let mut seed = 7u64;
     let mut next = move |n: u64| {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         (seed >> 33) % n
     };
-    let mut text =
-        |n: u64| (0..n).map(|_| words[next(words.len() as u64) as usize]).collect::<Vec<_>>().join(" ");
+    let mut text = |n: u64| {
+        (0..n)
+            .map(|_| words[usize::try_from(next(words.len() as u64)).unwrap()])
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let usage = r#""usage":{"input_tokens":4,"cache_creation_input_tokens":1200,"cache_read_input_tokens":30000,"output_tokens":150}"#;
     let init = r#"{"type":"system","subtype":"init","cwd":"/w","session_id":"s","model":"m"}"#;
     writeln!(out, "{init}").unwrap();

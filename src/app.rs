@@ -10,7 +10,8 @@ use clap::{CommandFactory, FromArgMatches};
 use rhai::Map;
 
 use crate::cli::{Cli, FileAction, HostCommand, HOST_WORDS};
-use crate::engine::{self, Host, ScriptSource, SharedHost};
+use crate::context::{Host, SharedHost};
+use crate::engine::{self, ScriptSource};
 use crate::error::UsageError;
 use crate::lookup::{Kind, Layer};
 use crate::manifest::{self, Manifest};
@@ -122,7 +123,9 @@ fn exec(host: &SharedHost, target: &str, pairs: &[String]) -> Result<i32> {
 /// same-named file that the working directory happens to hold.
 fn names_a_file(target: &str) -> bool {
     let explicit = target.starts_with("./") || target.starts_with("../") || target.starts_with('/');
-    explicit || (target.ends_with(".rhai") && Path::new(target).is_file())
+    let path = Path::new(target);
+    let rhai = path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("rhai"));
+    explicit || (rhai && path.is_file())
 }
 
 fn file_action(host: &SharedHost, manifest: &Manifest, kind: Kind, action: FileAction) -> Result<i32> {
@@ -219,7 +222,7 @@ fn eject(host: &SharedHost, kind: Kind, name: &str, force: bool) -> Result<i32> 
     if beneath::exists(opened.dir.as_fd(), file) && !force {
         bail!("{} already exists (pass --force to replace it)", target.display());
     }
-    crate::atomic::write_at(opened.dir.as_fd(), file, bundled.text.as_bytes())
+    crate::files::atomic::write_at(opened.dir.as_fd(), file, bundled.text.as_bytes())
         .with_context(|| format!("writing {}", target.display()))?;
     crate::host::ui::message("✓", "32", &format!("ejected {} to {}", bundled.name, target.display()));
     if kind == Kind::Script {
@@ -239,9 +242,10 @@ fn check(host: &SharedHost, kind: Kind) -> Result<i32> {
             checked += 1;
             let origin = found.origin(kind);
             let result = match kind {
-                Kind::Script => {
-                    host.compile(&engine, &format!("check:{origin}"), &origin, &found.text, true).map(|_| ())
-                }
+                Kind::Script => host
+                    .scripts
+                    .compile(&engine, &format!("check:{origin}"), &origin, &found.text, true)
+                    .map(|_| ()),
                 Kind::Prompt => crate::host::tpl::check(&origin, &found.text).map_err(anyhow::Error::msg),
             };
             if let Err(e) = result {
@@ -268,7 +272,7 @@ fn trust(host: &SharedHost, list: bool, revoke: Option<&Path>) -> Result<i32> {
         }
         return Ok(0);
     }
-    let dir = host.lookup.dir(Layer::Repo, Kind::Script).expect("repo layer is on disk");
+    let dir = host.lookup.repo_dir(Kind::Script);
     let mut files = Vec::new();
     crate::lookup::walk(&dir, &mut files);
     // Scripts, and the command manifest that routes command words to them.
@@ -277,7 +281,7 @@ fn trust(host: &SharedHost, list: bool, revoke: Option<&Path>) -> Result<i32> {
     files.sort();
     let mut scripts = Vec::new();
     for file in files {
-        let text = crate::atomic::read_text(&file)?;
+        let text = crate::files::read::read_text(&file)?;
         scripts.push((file, text));
     }
     if !list {

@@ -4,7 +4,7 @@
 //! stopped and the workflow records the interruption. A second signal kills
 //! the running child groups and exits at once (a handler may only touch
 //! atomics, so processes that left those groups are not looked for; the
-//! children themselves die with aloop, see `process`). Either way the exit
+//! children themselves die with aloop, see `supervise`). Either way the exit
 //! code is 128 + the number of the first signal: 130 for Ctrl-C, 129 for
 //! SIGHUP, 143 for SIGTERM, as a shell reports a program that the signal
 //! ended.
@@ -39,13 +39,13 @@ pub fn install() {
     }
 }
 
-pub fn is_interrupted() -> bool {
+pub(crate) fn is_interrupted() -> bool {
     SIGNALS.load(Ordering::SeqCst) > 0
 }
 
 /// The exit code after an interruption: 128 + the first signal (130, as for
 /// Ctrl-C, when none arrived).
-pub fn exit_code() -> i32 {
+pub(crate) fn exit_code() -> i32 {
     128 + match FIRST.load(Ordering::SeqCst) {
         0 => libc::SIGINT,
         signal => signal,
@@ -65,12 +65,12 @@ pub fn cause() -> &'static str {
 /// started under and stops only for a newer interrupt, so that a workflow can
 /// still run quick commands (such as git, to record what happened) after the
 /// first Ctrl-C stopped the agent.
-pub fn generation() -> usize {
+pub(crate) fn generation() -> usize {
     SIGNALS.load(Ordering::SeqCst)
 }
 
 /// Sends `signal` to every registered child group.
-pub fn kill_all_groups(signal: i32) {
+pub(crate) fn kill_all_groups(signal: i32) {
     for slot in &CHILD_GROUPS {
         let pgid = slot.load(Ordering::SeqCst);
         if pgid > 0 {
@@ -81,16 +81,16 @@ pub fn kill_all_groups(signal: i32) {
 }
 
 /// Whether `pgid` is the group (and so the leader's pid) of a running child.
-pub fn is_child_group(pgid: i32) -> bool {
+pub(crate) fn is_child_group(pgid: i32) -> bool {
     pgid > 0 && CHILD_GROUPS.iter().any(|slot| slot.load(Ordering::SeqCst) == pgid)
 }
 
 /// Registers a child process group for the lifetime of the guard, so that a
 /// second Ctrl-C can kill it before exiting.
-pub struct GroupGuard(Option<usize>);
+pub(crate) struct GroupGuard(Option<usize>);
 
 impl GroupGuard {
-    pub fn new(pgid: i32) -> Self {
+    pub(crate) fn new(pgid: i32) -> Self {
         let slot = CHILD_GROUPS
             .iter()
             .position(|s| s.compare_exchange(0, pgid, Ordering::SeqCst, Ordering::SeqCst).is_ok());

@@ -20,17 +20,17 @@ through an adapter script) in disciplined loops. Every workflow is a Rhai script
     subcommand_required = true,
     arg_required_else_help = true
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Run as if aloop was started in DIR (like `git -C`)
     #[arg(short = 'C', global = true, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
 
     #[command(subcommand)]
-    pub command: HostCommand,
+    pub(crate) command: HostCommand,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum HostCommand {
+pub(crate) enum HostCommand {
     /// List, show, fork or check workflow scripts
     #[command(subcommand)]
     Script(FileAction),
@@ -71,7 +71,7 @@ aloop trust --list     show what is trusted\n  aloop trust --revoke .loop/script
 }
 
 #[derive(Debug, Subcommand)]
-pub enum FileAction {
+pub(crate) enum FileAction {
     /// Every visible file, where it comes from, and whether it may run
     List,
     /// Print a file's text (the copy that lookup picks)

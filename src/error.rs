@@ -19,18 +19,18 @@ pub enum HostError {
 }
 
 impl HostError {
-    pub fn path(path: &str, reason: impl Into<String>) -> Self {
+    pub(crate) fn path(path: &str, reason: impl Into<String>) -> Self {
         Self::Path { path: path.to_string(), reason: reason.into() }
     }
 
-    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io { context: context.into(), source }
     }
 }
 
 /// A command-line mistake: exit code 2.
 #[derive(Debug)]
-pub struct UsageError(pub String);
+pub(crate) struct UsageError(pub(crate) String);
 
 impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -49,9 +49,9 @@ pub struct Interrupted;
 /// A script stopped on purpose with `exit(code)` or `fail(message, code)`.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
-pub struct ScriptExit {
-    pub code: i32,
-    pub message: String,
+pub(crate) struct ScriptExit {
+    pub(crate) code: i32,
+    pub(crate) message: String,
 }
 
 /// The exit code for an error that reached `main`.

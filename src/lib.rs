@@ -2,18 +2,24 @@
 //!
 //! `src/` knows files, JSON, templates, git, processes, time and terminals;
 //! the workflows themselves live in `scripts/` and `prompts/`.
+//!
+//! The public modules and items are what `main.rs` and the fuzz targets
+//! under `fuzz/` use; everything else is `pub(crate)`.
 
 pub mod app;
-pub mod atomic;
+pub(crate) mod budget;
 pub mod cancel;
-pub mod cli;
-pub mod engine;
+pub(crate) mod cli;
+pub(crate) mod context;
+pub mod counting_alloc;
+pub(crate) mod engine;
 pub mod error;
+pub mod files;
 pub mod host;
-pub mod lookup;
-pub mod manifest;
-pub mod memory;
+pub(crate) mod lookup;
+pub(crate) mod manifest;
 pub mod paths;
-pub mod process;
-pub mod program;
-pub mod trust;
+pub(crate) mod program;
+pub(crate) mod scripts;
+pub mod supervise;
+pub(crate) mod trust;

@@ -14,13 +14,13 @@ mod bundled {
 
 /// What is being looked up; decides the folder and the file extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Script,
     Prompt,
 }
 
 impl Kind {
-    pub fn folder(self) -> &'static str {
+    pub(crate) fn folder(self) -> &'static str {
         match self {
             Kind::Script => "scripts",
             Kind::Prompt => "prompts",
@@ -28,14 +28,14 @@ impl Kind {
     }
 
     /// "script" or "prompt", for messages.
-    pub fn noun(self) -> &'static str {
+    pub(crate) fn noun(self) -> &'static str {
         match self {
             Kind::Script => "script",
             Kind::Prompt => "prompt",
         }
     }
 
-    pub fn extension(self) -> &'static str {
+    pub(crate) fn extension(self) -> &'static str {
         match self {
             Kind::Script => "rhai",
             Kind::Prompt => "md",
@@ -45,7 +45,7 @@ impl Kind {
 
 /// Where a file was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Layer {
+pub(crate) enum Layer {
     Repo,
     User,
     Bundled,
@@ -63,17 +63,17 @@ impl fmt::Display for Layer {
 
 /// A file found by lookup.
 #[derive(Debug, Clone)]
-pub struct Found {
-    pub name: String,
-    pub layer: Layer,
+pub(crate) struct Found {
+    pub(crate) name: String,
+    pub(crate) layer: Layer,
     /// The file on disk; `None` for bundled files.
-    pub path: Option<PathBuf>,
-    pub text: Cow<'static, str>,
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) text: Cow<'static, str>,
 }
 
 impl Found {
     /// How messages refer to it: the file path, or `<bundled>/scripts/x.rhai`.
-    pub fn origin(&self, kind: Kind) -> String {
+    pub(crate) fn origin(&self, kind: Kind) -> String {
         match &self.path {
             Some(p) => p.display().to_string(),
             None => format!("<bundled>/{}/{}.{}", kind.folder(), self.name, kind.extension()),
@@ -83,41 +83,43 @@ impl Found {
 
 /// The layered search path.
 #[derive(Debug, Clone)]
-pub struct Lookup {
+pub(crate) struct Lookup {
     repo: PathBuf,
     user: PathBuf,
 }
 
 impl Lookup {
     /// `loop_dir` is the repository's `.loop`; `home` is `ALOOP_HOME`.
-    pub fn new(loop_dir: &Path, home: &Path) -> Self {
+    pub(crate) fn new(loop_dir: &Path, home: &Path) -> Self {
         Self { repo: loop_dir.to_path_buf(), user: home.to_path_buf() }
     }
 
-    /// The on-disk folder of a layer for a kind.
-    pub fn dir(&self, layer: Layer, kind: Kind) -> Option<PathBuf> {
-        match layer {
-            Layer::Repo => Some(self.repo.join(kind.folder())),
-            Layer::User => Some(self.user.join(kind.folder())),
-            Layer::Bundled => None,
-        }
+    /// The repository's folder for a kind (`.loop/scripts`, `.loop/prompts`).
+    pub(crate) fn repo_dir(&self, kind: Kind) -> PathBuf {
+        self.repo.join(kind.folder())
+    }
+
+    /// The layers on disk with their folder for a kind, first match first
+    /// (the bundled layer has none).
+    fn disk_dirs(&self, kind: Kind) -> [(Layer, PathBuf); 2] {
+        [(Layer::Repo, self.repo_dir(kind)), (Layer::User, self.user.join(kind.folder()))]
     }
 
     /// Finds `name` (with or without its extension) in the first layer that has it.
-    pub fn find(&self, kind: Kind, name: &str) -> Result<Option<Found>, String> {
+    pub(crate) fn find(&self, kind: Kind, name: &str) -> Result<Option<Found>, String> {
         Ok(self.find_all(kind, name)?.into_iter().next())
     }
 
     /// Every layer's copy of `name`, first match first.
-    pub fn find_all(&self, kind: Kind, name: &str) -> Result<Vec<Found>, String> {
+    pub(crate) fn find_all(&self, kind: Kind, name: &str) -> Result<Vec<Found>, String> {
         let name = normalize_name(kind, name)?;
         let file = format!("{name}.{}", kind.extension());
         let mut found = Vec::new();
-        for layer in [Layer::Repo, Layer::User] {
-            let path = self.dir(layer, kind).expect("on-disk layer").join(&file);
+        for (layer, dir) in self.disk_dirs(kind) {
+            let path = dir.join(&file);
             // Not `is_file`: a FIFO or device there is refused by name, not skipped.
             if path.exists() {
-                let text = crate::atomic::read_text(&path).map_err(|e| e.to_string())?;
+                let text = crate::files::read::read_text(&path).map_err(|e| e.to_string())?;
                 found.push(Found { name: name.clone(), layer, path: Some(path), text: Cow::Owned(text) });
             }
         }
@@ -128,10 +130,9 @@ impl Lookup {
     }
 
     /// Every visible name with the layers that hold it, first match first.
-    pub fn list(&self, kind: Kind) -> BTreeMap<String, Vec<Layer>> {
+    pub(crate) fn list(&self, kind: Kind) -> BTreeMap<String, Vec<Layer>> {
         let mut names: BTreeMap<String, Vec<Layer>> = BTreeMap::new();
-        for layer in [Layer::Repo, Layer::User] {
-            let dir = self.dir(layer, kind).expect("on-disk layer");
+        for (layer, dir) in self.disk_dirs(kind) {
             let mut files = Vec::new();
             walk(&dir, &mut files);
             for file in files {
@@ -154,11 +155,11 @@ impl Lookup {
     /// that has it, the user's first, the repository's last. One that is
     /// there but cannot be read as text (a FIFO, a device, a huge or
     /// non-UTF-8 file) is an error naming it.
-    pub fn layered_file(&self, kind: Kind, file: &str) -> Result<Vec<Found>, crate::error::HostError> {
+    pub(crate) fn layered_file(&self, kind: Kind, file: &str) -> Result<Vec<Found>, crate::error::HostError> {
         let mut out = Vec::new();
-        for layer in [Layer::User, Layer::Repo] {
-            let path = self.dir(layer, kind).expect("on-disk layer").join(file);
-            match crate::atomic::read_text(&path) {
+        for (layer, dir) in self.disk_dirs(kind).into_iter().rev() {
+            let path = dir.join(file);
+            match crate::files::read::read_text(&path) {
                 Ok(text) => out.push(Found {
                     name: file.to_string(),
                     layer,
@@ -175,17 +176,17 @@ impl Lookup {
 }
 
 /// The bundled `scripts/commands.toml`, converted to JSON at build time.
-pub fn bundled_commands_json() -> &'static str {
+pub(crate) fn bundled_commands_json() -> &'static str {
     bundled::COMMANDS_JSON
 }
 
 /// A bundled file by its path relative to the crate root.
-pub fn bundled_file(path: &str) -> Option<&'static str> {
+pub(crate) fn bundled_file(path: &str) -> Option<&'static str> {
     bundled::FILES.iter().find(|(p, _)| *p == path).map(|(_, text)| *text)
 }
 
 /// Every bundled file under a folder, e.g. `demo/`.
-pub fn bundled_under(prefix: &str) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+pub(crate) fn bundled_under(prefix: &str) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
     bundled::FILES.iter().filter(move |(p, _)| p.starts_with(prefix)).copied()
 }
 
@@ -208,7 +209,7 @@ fn name_of(dir: &Path, file: &Path, kind: Kind) -> Option<String> {
 }
 
 /// Every file below `dir` (no symlinked directories are entered).
-pub fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+pub(crate) fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let Ok(kind) = entry.file_type() else { continue };

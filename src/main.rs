@@ -6,11 +6,12 @@ use std::process::ExitCode;
 // pages starts as fast as glibc. Its big blocks are counted for the scripts'
 // memory budget.
 #[global_allocator]
-static GLOBAL: aloop::memory::Counting<mimalloc::MiMalloc> = aloop::memory::Counting(mimalloc::MiMalloc);
+static GLOBAL: aloop::counting_alloc::Counting<mimalloc::MiMalloc> =
+    aloop::counting_alloc::Counting(mimalloc::MiMalloc);
 
 fn main() -> ExitCode {
     aloop::cancel::install();
-    aloop::process::init();
+    aloop::supervise::init();
     let code = match aloop::app::run(std::env::args_os().collect()) {
         Ok(code) => code,
         Err(err) => {

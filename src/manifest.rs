@@ -21,7 +21,7 @@ use crate::lookup::{Found, Kind, Layer, Lookup};
 use crate::trust::{Status, Trust};
 
 /// The manifest's file name in each layer's scripts folder.
-pub const FILE_NAME: &str = "commands.toml";
+pub(crate) const FILE_NAME: &str = "commands.toml";
 
 /// The ids and short flags every command has from the host (`--help`,
 /// `--version`, `-C DIR`), which a manifest may not declare.
@@ -42,8 +42,8 @@ struct File {
 /// One command: the script it runs and its arguments.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CommandSpec {
-    pub script: String,
+pub(crate) struct CommandSpec {
+    pub(crate) script: String,
     #[serde(default)]
     about: String,
     #[serde(default)]
@@ -55,6 +55,8 @@ pub struct CommandSpec {
 }
 
 /// One flag, option or positional argument.
+// Its on/off fields are the keys of the TOML table it is read from.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ArgSpec {
@@ -187,7 +189,7 @@ impl ArgSpec {
 
 /// Every script-defined command, by its words ("iterate run").
 #[derive(Debug, Default)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     examples: Vec<String>,
     groups: BTreeMap<String, String>,
     commands: BTreeMap<String, CommandSpec>,
@@ -199,7 +201,12 @@ impl Manifest {
     /// until it is trusted (saying so when `warn_untrusted`); entries for
     /// `host_words` (the host's own commands) are skipped, with a warning,
     /// in every copy.
-    pub fn load(lookup: &Lookup, trust: &Trust, host_words: &[&str], warn_untrusted: bool) -> Result<Self> {
+    pub(crate) fn load(
+        lookup: &Lookup,
+        trust: &Trust,
+        host_words: &[&str],
+        warn_untrusted: bool,
+    ) -> Result<Self> {
         let mut manifest = Manifest::default();
         let bundled: File = serde_json::from_str(crate::lookup::bundled_commands_json())
             .map_err(|e| anyhow!("<bundled>/scripts/{FILE_NAME}: {e}"))?;
@@ -223,7 +230,7 @@ impl Manifest {
 
     /// The scripts that commands run ("loop/run"), for telling commands from
     /// library modules.
-    pub fn scripts(&self) -> std::collections::BTreeSet<&str> {
+    pub(crate) fn scripts(&self) -> std::collections::BTreeSet<&str> {
         self.commands.values().map(|spec| spec.script.as_str()).collect()
     }
 
@@ -248,7 +255,12 @@ impl Manifest {
     /// the host uses). Building every subcommand costs more than the rest of a
     /// start-up, so when the command line names one (`first_word`) only that
     /// one is built; everything is built for help and for unknown words.
-    pub fn extend(&self, mut root: Command, first_word: Option<&str>, wants_help: bool) -> Result<Command> {
+    pub(crate) fn extend(
+        &self,
+        mut root: Command,
+        first_word: Option<&str>,
+        wants_help: bool,
+    ) -> Result<Command> {
         if !self.examples.is_empty() {
             root = root.after_help(examples_help(&self.examples));
         }
@@ -275,7 +287,7 @@ impl Manifest {
     }
 
     /// Finds the command that `matches` selected and builds its `ARGS`.
-    pub fn dispatch(&self, matches: &ArgMatches) -> Option<Result<(CommandSpec, Map)>> {
+    pub(crate) fn dispatch(&self, matches: &ArgMatches) -> Option<Result<(CommandSpec, Map)>> {
         let mut words = Vec::new();
         let mut current = matches;
         let mut selected = None;

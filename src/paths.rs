@@ -12,23 +12,23 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::error::HostError;
 
-pub mod beneath;
+pub(crate) mod beneath;
 
 pub use beneath::{Access, Target};
 
 /// The root a script path lives under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Root {
+pub(crate) enum Root {
     Project,
     Home,
 }
 
 /// A script path taken apart by its text (see `Roots::locate`).
 #[derive(Debug, Clone)]
-pub struct Located {
-    pub root: Root,
+pub(crate) struct Located {
+    pub(crate) root: Root,
     /// The plain names below the root: no `.`, `..` or empty ones.
-    pub names: Vec<String>,
+    pub(crate) names: Vec<String>,
 }
 
 /// The two directory trees a script may touch, both canonical.
@@ -46,7 +46,7 @@ impl Roots {
     }
 
     /// The directory of per-repository state and overrides (`.loop/`).
-    pub fn loop_dir(&self) -> PathBuf {
+    pub(crate) fn loop_dir(&self) -> PathBuf {
         self.project.join(".loop")
     }
 
@@ -64,7 +64,7 @@ impl Roots {
     /// `..` are settled on the text and never climb above the root. A
     /// relative path that lands in `ALOOP_HOME` (a home inside the project)
     /// is refused: scripts reach it only through paths they name there.
-    pub fn locate(&self, raw: &str) -> Result<Located, HostError> {
+    pub(crate) fn locate(&self, raw: &str) -> Result<Located, HostError> {
         if raw.is_empty() {
             return Err(HostError::path(raw, "the path is empty"));
         }
@@ -100,7 +100,7 @@ impl Roots {
         } else {
             (Root::Project, 0)
         };
-        let names: Vec<String> = names[depth..].iter().map(|n| n.to_string()).collect();
+        let names: Vec<String> = names[depth..].iter().map(std::string::ToString::to_string).collect();
         if root == Root::Project && self.home.starts_with(&self.project) {
             let full = names.iter().fold(self.project.clone(), |path, name| path.join(name));
             if full.starts_with(&self.home) {
@@ -118,7 +118,7 @@ impl Roots {
     }
 
     /// The canonical directory of a root.
-    pub fn dir(&self, root: Root) -> &Path {
+    pub(crate) fn dir(&self, root: Root) -> &Path {
         match root {
             Root::Project => &self.project,
             Root::Home => &self.home,
@@ -142,10 +142,9 @@ impl Roots {
     }
 
     /// The path relative to whichever root holds it, for messages.
-    pub fn display(&self, path: &Path) -> String {
+    pub(crate) fn display(&self, path: &Path) -> String {
         path.strip_prefix(&self.project)
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| path.display().to_string())
+            .map_or_else(|_| path.display().to_string(), |p| p.display().to_string())
     }
 }
 
@@ -154,7 +153,7 @@ impl Roots {
 /// resolved directory, and components that do not exist yet are appended as
 /// they are. The result is absolute and free of symlinks and `..`, so a
 /// containment check on it cannot be fooled by the path's text.
-pub fn canonicalize_lenient(path: &Path) -> io::Result<PathBuf> {
+pub(crate) fn canonicalize_lenient(path: &Path) -> io::Result<PathBuf> {
     resolve_with_depth(path, 0)
 }
 
@@ -197,12 +196,12 @@ fn names_of(path: &Path) -> Option<Vec<&str>> {
 
 /// The project root: the top of the enclosing git work tree (found by
 /// walking up to a `.git` entry, no process spawned), else `start` itself.
-pub fn find_project_root(start: &Path) -> PathBuf {
+pub(crate) fn find_project_root(start: &Path) -> PathBuf {
     start.ancestors().find(|dir| dir.join(".git").exists()).unwrap_or(start).to_path_buf()
 }
 
 /// `ALOOP_HOME`, or `~/.aloop`.
-pub fn aloop_home() -> PathBuf {
+pub(crate) fn aloop_home() -> PathBuf {
     match std::env::var_os("ALOOP_HOME") {
         Some(v) if !v.is_empty() => PathBuf::from(v),
         _ => dirs::home_dir().unwrap_or_else(|| PathBuf::from("/tmp")).join(".aloop"),

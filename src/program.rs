@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 /// The full path of `program`: a path (it has a `/`) as given, relative to
 /// `cwd`, when it is a file; a bare name from the absolute folders of
 /// aloop's `PATH`.
-pub fn find(program: &str, cwd: &Path) -> Option<PathBuf> {
+pub(crate) fn find(program: &str, cwd: &Path) -> Option<PathBuf> {
     find_on(program, cwd, &std::env::var_os("PATH").unwrap_or_default())
 }
 
 /// `find` with another `PATH` (the one a child is given).
-pub fn find_on(program: &str, cwd: &Path, path: &OsStr) -> Option<PathBuf> {
+pub(crate) fn find_on(program: &str, cwd: &Path, path: &OsStr) -> Option<PathBuf> {
     if program.contains('/') {
         let file = cwd.join(program);
         return file.is_file().then_some(file);

@@ -4,6 +4,7 @@
 //! `$ALOOP_HOME/trust.json`: `{"version": 1, "files": {"/abs/path": "sha256"}}`.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,7 +12,9 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::atomic::{self, FileLock};
+use crate::files::atomic;
+use crate::files::lock::FileLock;
+use crate::files::read;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Store {
@@ -21,13 +24,13 @@ struct Store {
 
 /// The trust store of one `ALOOP_HOME`.
 #[derive(Debug)]
-pub struct Trust {
+pub(crate) struct Trust {
     path: PathBuf,
 }
 
 /// Whether a file may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub(crate) enum Status {
     Trusted,
     Untrusted,
     /// Trusted once, edited since.
@@ -44,12 +47,17 @@ impl std::fmt::Display for Status {
     }
 }
 
-pub fn hash(text: &str) -> String {
-    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+pub(crate) fn hash(text: &str) -> String {
+    let mut hex = String::with_capacity(64);
+    for byte in Sha256::digest(text.as_bytes()) {
+        // Writing to a String cannot fail.
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
 }
 
 impl Trust {
-    pub fn new(home: &Path) -> Self {
+    pub(crate) fn new(home: &Path) -> Self {
         Self { path: home.join("trust.json") }
     }
 
@@ -57,13 +65,13 @@ impl Trust {
         if !self.path.exists() {
             return Ok(Store { version: 1, files: BTreeMap::new() });
         }
-        let text = atomic::read_text(&self.path)?;
+        let text = read::read_text(&self.path)?;
         // json::parse: a byte order mark is skipped, errors say path:line:col.
         Ok(crate::host::json::parse(&self.path.display().to_string(), &text)?)
     }
 
     /// The trust status of a file with this content.
-    pub fn status(&self, path: &Path, text: &str) -> Result<Status> {
+    pub(crate) fn status(&self, path: &Path, text: &str) -> Result<Status> {
         let store = self.load()?;
         Ok(match store.files.get(&path.display().to_string()) {
             Some(h) if *h == hash(text) => Status::Trusted,
@@ -83,7 +91,7 @@ impl Trust {
     }
 
     /// Pins each (path, content) pair as trusted.
-    pub fn trust(&self, files: &[(PathBuf, String)]) -> Result<()> {
+    pub(crate) fn trust(&self, files: &[(PathBuf, String)]) -> Result<()> {
         self.update(|store| {
             for (path, text) in files {
                 store.files.insert(path.display().to_string(), hash(text));
@@ -92,7 +100,7 @@ impl Trust {
     }
 
     /// Forgets a path; returns whether it was there.
-    pub fn revoke(&self, path: &Path) -> Result<bool> {
+    pub(crate) fn revoke(&self, path: &Path) -> Result<bool> {
         let key = path.display().to_string();
         let mut removed = false;
         self.update(|store| removed = store.files.remove(&key).is_some())?;
@@ -100,7 +108,7 @@ impl Trust {
     }
 
     /// Every trusted path with its pinned hash.
-    pub fn entries(&self) -> Result<BTreeMap<String, String>> {
+    pub(crate) fn entries(&self) -> Result<BTreeMap<String, String>> {
         Ok(self.load()?.files)
     }
 }

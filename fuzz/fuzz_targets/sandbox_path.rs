@@ -60,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(inside(&real), "{path:?} ({access:?}) opened {real:?}");
         if access == Access::Write {
             if let Some(name) = &target.name {
-                if aloop::atomic::write_at(target.dir.as_fd(), name, b"x").is_ok() {
+                if aloop::files::atomic::write_at(target.dir.as_fd(), name, b"x").is_ok() {
                     let _ = std::fs::remove_file(real.join(name));
                 }
             }

@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&max, input)) = data.split_first() else { return };
     let max_line = usize::from(max % 64) + 1;
     let mut lines = Vec::new();
-    aloop::process::read_lines(input, max_line, |line, cut| {
+    aloop::supervise::read_lines(input, max_line, |line, cut| {
         lines.push((line, cut));
         true
     })

@@ -18,14 +18,16 @@ use std::time::Duration;
 use rhai::{Array, Dynamic, Module};
 
 use super::{fail, json, raise, Fallible};
-use crate::atomic::{self, FileLock};
-use crate::engine::SharedHost;
+use crate::context::SharedHost;
 use crate::error::HostError;
+use crate::files::atomic;
+use crate::files::lock::FileLock;
+use crate::files::read;
 use crate::paths::{beneath, Access, Target};
 
 /// A held lock, as the script sees it. Cloning shares the same lock.
 #[derive(Clone)]
-pub struct Lock(Rc<RefCell<FileLock>>);
+pub(crate) struct Lock(Rc<RefCell<FileLock>>);
 
 /// Opens the directory holding `path` for `access`, raising the refusal.
 fn open(host: &SharedHost, path: &str, access: Access, verb: &str) -> Fallible<Target> {
@@ -40,7 +42,7 @@ fn file_name<'a>(target: &'a Target, path: &str) -> Fallible<&'a str> {
 /// Reads a text file.
 fn read(host: &SharedHost, path: &str) -> Fallible<String> {
     let target = open(host, path, Access::Read, "reading")?;
-    atomic::read_at(target.dir.as_fd(), file_name(&target, path)?, path).map_err(|e| match e {
+    read::read_at(target.dir.as_fd(), file_name(&target, path)?, path).map_err(|e| match e {
         HostError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             raise(format!("{path}: no such file"))
         }
@@ -70,9 +72,9 @@ fn write_in(target: &Target, path: &str, bytes: &[u8]) -> Fallible<()> {
 /// whether the file changed without reading it back). The existing file must
 /// itself be valid JSON (no key given twice either): a malformed state file
 /// is never overwritten. Keys the old file lacks follow `first`, then sort.
-fn write_json(host: &SharedHost, path: &str, value: Dynamic, first: &[String]) -> Fallible<String> {
+fn write_json(host: &SharedHost, path: &str, value: &Dynamic, first: &[String]) -> Fallible<String> {
     let target = open(host, path, Access::Write, "writing")?;
-    let old_text = match atomic::read_at(target.dir.as_fd(), file_name(&target, path)?, path) {
+    let old_text = match read::read_at(target.dir.as_fd(), file_name(&target, path)?, path) {
         Ok(text) => text,
         Err(HostError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(raise(e)),
@@ -84,7 +86,7 @@ fn write_json(host: &SharedHost, path: &str, value: Dynamic, first: &[String]) -
             .map_err(|e| raise(format!("{e} (refusing to overwrite a malformed file)")))?;
         Some(order)
     };
-    let mut text = json::to_pretty_json_in(&value, old_order.as_ref(), first, old_text.len())?;
+    let mut text = json::to_pretty_json_in(value, old_order.as_ref(), first, old_text.len())?;
     text.push('\n');
     write_in(&target, path, text.as_bytes())?;
     Ok(text)
@@ -96,7 +98,7 @@ fn exists(host: &SharedHost, path: &str) -> Fallible<bool> {
     let target = match host.roots.open(path, Access::Read, "looking up") {
         Ok(target) => target,
         Err(HostError::Io { source, .. })
-            if matches!(source.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) =>
+            if matches!(source.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) =>
         {
             return Ok(false)
         }
@@ -181,21 +183,21 @@ fn mkdir(host: &SharedHost, path: &str) -> Fallible<()> {
 }
 
 impl Lock {
-    /// lock.release(): lets go before the value is dropped.
-    pub fn release(&mut self) {
+    /// `lock.release()`: lets go before the value is dropped.
+    pub(crate) fn release(&mut self) {
         self.0.borrow_mut().release();
     }
 }
 
 fn lock(host: &SharedHost, path: &str, wait: Duration) -> Fallible<Lock> {
     let target = open(host, path, Access::Write, "locking")?;
-    host.refill_budget();
+    host.budget.refill();
     let lock =
         FileLock::acquire_at(target.dir.as_fd(), file_name(&target, path)?, path, wait).map_err(raise)?;
     Ok(Lock(Rc::new(RefCell::new(lock))))
 }
 
-pub fn module(host: &SharedHost) -> Module {
+pub(crate) fn module(host: &SharedHost) -> Module {
     let mut m = Module::new();
     let h = host.clone();
     primitive!(m, "read", |path: &str| read(&h, path));
@@ -209,12 +211,12 @@ pub fn module(host: &SharedHost) -> Module {
     let h = host.clone();
     primitive!(m, "write", |path: &str, text: &str| write_bytes(&h, path, text.as_bytes()));
     let h = host.clone();
-    primitive!(m, "write_json", |path: &str, value: Dynamic| write_json(&h, path, value, &[]));
+    primitive!(m, "write_json", |path: &str, value: Dynamic| write_json(&h, path, &value, &[]));
     let h = host.clone();
     // fs::write_json(path, value, #{key_order: [...]}): keys the file does
     // not have yet come in that order, before the others.
     primitive!(m, "write_json", |path: &str, value: Dynamic, opts: rhai::Map| {
-        write_json(&h, path, value, &json::key_order_option(&opts, "fs::write_json")?)
+        write_json(&h, path, &value, &json::key_order_option(&opts, "fs::write_json")?)
     });
     let h = host.clone();
     primitive!(m, "append", |path: &str, text: &str| append(&h, path, text));
@@ -233,10 +235,8 @@ pub fn module(host: &SharedHost) -> Module {
     let h = host.clone();
     // fs::lock(path, seconds): wait up to that long for the holder.
     primitive!(m, "lock", |path: &str, wait: Dynamic| {
-        let secs = wait
-            .as_float()
-            .or_else(|_| wait.as_int().map(|i| i as f64))
-            .map_err(|_| raise("fs::lock: the wait must be a number of seconds"))?;
+        let secs =
+            super::as_number(&wait).ok_or_else(|| raise("fs::lock: the wait must be a number of seconds"))?;
         lock(&h, path, Duration::from_secs_f64(secs.clamp(0.0, 86_400.0)))
     });
     m

@@ -1,6 +1,6 @@
 //! `git::` — HEAD and what changed since a commit, for recording what an
 //! agent did. Everything is asked of git itself, so worktrees, packed refs,
-//! reftable and GIT_DIR work as git has them. Diffs include untracked files (respecting .gitignore) without
+//! reftable and `GIT_DIR` work as git has them. Diffs include untracked files (respecting .gitignore) without
 //! touching the user's index: changes are staged into a throwaway copy of it.
 
 use std::path::Path;
@@ -9,7 +9,7 @@ use std::process::Command;
 use rhai::{Array, Dynamic, Module};
 
 use super::{raise, Fallible};
-use crate::engine::SharedHost;
+use crate::context::SharedHost;
 
 /// Runs git in the project; returns stdout, or the error with git's stderr.
 fn git(root: &Path, args: &[&str], index: Option<&Path>) -> Result<String, String> {
@@ -57,7 +57,7 @@ fn diff(host: &SharedHost, since: &Dynamic, extra: &[&str]) -> Fallible<String> 
     git(root, &args, Some(&index)).map_err(raise)
 }
 
-pub fn module(host: &SharedHost) -> Module {
+pub(crate) fn module(host: &SharedHost) -> Module {
     let mut m = Module::new();
     let h = host.clone();
     // git::is_repo() -> whether the project is inside a git work tree.

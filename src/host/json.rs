@@ -9,12 +9,15 @@ use rhai::{Dynamic, Module};
 use serde_json::Value;
 
 use super::{raise, Fallible};
-pub use decode::RhaiValue;
+pub(crate) use decode::RhaiValue;
 
 /// Parses JSON text into any deserializable type; errors carry
 /// `name:line:col`. A byte order mark at the start is skipped (editors write
 /// them); positions count from the character after it, as editors show them.
-pub fn parse<'a, T: serde::Deserialize<'a>>(name: &str, text: &'a str) -> Result<T, crate::error::HostError> {
+pub(crate) fn parse<'a, T: serde::Deserialize<'a>>(
+    name: &str,
+    text: &'a str,
+) -> Result<T, crate::error::HostError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     serde_json::from_str(text).map_err(|e| crate::error::HostError::MalformedJson {
         path: name.to_string(),
@@ -30,7 +33,7 @@ pub fn parse_value(name: &str, text: &str) -> Result<Dynamic, crate::error::Host
     parse::<RhaiValue>(name, text).map(|RhaiValue(value)| value)
 }
 
-/// The error for an object key given twice; serde_json places it where the
+/// The error for an object key given twice; `serde_json` places it where the
 /// reading stopped, right after the key.
 fn given_twice<E: serde::de::Error>(key: &str) -> E {
     E::custom(format_args!("key {} is given twice", serde_json::Value::from(key)))
@@ -44,7 +47,7 @@ const LINEAR_SCAN_KEYS: usize = 16;
 /// The key order of a JSON document and nothing else: what rewriting a file
 /// needs to keep its layout, without building the old document's values.
 /// Keys borrow from the document's text where they can.
-pub enum KeyOrder<'a> {
+pub(crate) enum KeyOrder<'a> {
     Object(Vec<(Cow<'a, str>, KeyOrder<'a>)>),
     Array(Vec<KeyOrder<'a>>),
     Leaf,
@@ -133,7 +136,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for KeySeed {
     }
 }
 
-pub fn from_dynamic(value: &Dynamic) -> Fallible<Value> {
+pub(crate) fn from_dynamic(value: &Dynamic) -> Fallible<Value> {
     rhai::serde::from_dynamic(value).map_err(|e| raise(format!("cannot be turned into JSON: {e}")))
 }
 
@@ -211,11 +214,15 @@ impl serde::Serialize for AsJson<'_> {
 
 /// One-line JSON for a Rhai value.
 pub fn to_json(value: &Dynamic) -> Fallible<String> {
-    serde_json::to_string(&AsJson { value, order: None, first: &[] }).map_err(not_json)
+    serde_json::to_string(&AsJson { value, order: None, first: &[] }).map_err(|e| not_json(&e))
 }
 
 /// Indented JSON for a Rhai value, keys sorted.
-pub fn to_pretty_json(value: &Dynamic, order: Option<&KeyOrder>, size_hint: usize) -> Fallible<String> {
+pub(crate) fn to_pretty_json(
+    value: &Dynamic,
+    order: Option<&KeyOrder>,
+    size_hint: usize,
+) -> Fallible<String> {
     to_pretty_json_in(value, order, &[], size_hint)
 }
 
@@ -223,21 +230,21 @@ pub fn to_pretty_json(value: &Dynamic, order: Option<&KeyOrder>, size_hint: usiz
 /// document it replaces, and keys named in `first` come before the others
 /// (see `AsJson`). `size_hint` (e.g. the old file's length) saves regrowing
 /// the buffer for a big document; there is room for a newline.
-pub fn to_pretty_json_in(
+pub(crate) fn to_pretty_json_in(
     value: &Dynamic,
     order: Option<&KeyOrder>,
     first: &[String],
     size_hint: usize,
 ) -> Fallible<String> {
     let mut out = Vec::with_capacity(size_hint + 1);
-    serde_json::to_writer_pretty(&mut out, &AsJson { value, order, first }).map_err(not_json)?;
+    serde_json::to_writer_pretty(&mut out, &AsJson { value, order, first }).map_err(|e| not_json(&e))?;
     Ok(String::from_utf8(out).expect("serde_json writes UTF-8"))
 }
 
 /// The options of `json::pretty` and `fs::write_json`: `key_order`, a list of
 /// key names to write first; an unknown option or a wrong type is an error
 /// naming it (`caller` says whose).
-pub fn key_order_option(opts: &rhai::Map, caller: &str) -> Fallible<Vec<String>> {
+pub(crate) fn key_order_option(opts: &rhai::Map, caller: &str) -> Fallible<Vec<String>> {
     if let Some(unknown) = opts.keys().find(|key| key.as_str() != "key_order") {
         return Err(raise(format!("{caller}: unknown option '{unknown}' (the option is key_order)")));
     }
@@ -249,11 +256,11 @@ pub fn key_order_option(opts: &rhai::Map, caller: &str) -> Fallible<Vec<String>>
     list.iter().map(|key| key.clone().into_string().map_err(|_| wrong())).collect()
 }
 
-fn not_json(e: serde_json::Error) -> Box<rhai::EvalAltResult> {
+fn not_json(e: &serde_json::Error) -> Box<rhai::EvalAltResult> {
     raise(format!("cannot be turned into JSON: {e}"))
 }
 
-pub fn module() -> Module {
+pub(crate) fn module() -> Module {
     let mut m = Module::new();
     // json::parse(text) -> value; errors name line and column.
     primitive!(m, "parse", |text: &str| parse_value("json text", text).map_err(raise));

@@ -4,7 +4,8 @@
 
 use rhai::{Dynamic, Engine, EvalAltResult, Map, Module, Position};
 
-use crate::engine::{ExitRequest, SharedHost};
+use crate::context::SharedHost;
+use crate::scripts::ExitRequest;
 
 /// Registers a primitive in a module. Errors it raises are placed at the
 /// script's call site (Rhai leaves namespaced native calls without one).
@@ -27,21 +28,21 @@ macro_rules! primitive {
     };
 }
 
-pub mod agent;
-pub mod bundle;
-pub mod fs;
-pub mod git;
+pub(crate) mod agent;
+pub(crate) mod bundle;
+pub(crate) mod fs;
+pub(crate) mod git;
 pub mod json;
-pub mod proc;
-pub mod time;
+pub(crate) mod proc;
+pub(crate) mod time;
 pub mod tpl;
-pub mod ui;
+pub(crate) mod ui;
 
 /// The error type of every primitive.
-pub type Fallible<T> = Result<T, Box<EvalAltResult>>;
+pub(crate) type Fallible<T> = Result<T, Box<EvalAltResult>>;
 
 /// Gives an error without a position the position of the call.
-pub fn at(ctx: &rhai::NativeCallContext, mut err: Box<EvalAltResult>) -> Box<EvalAltResult> {
+pub(crate) fn at(ctx: &rhai::NativeCallContext, mut err: Box<EvalAltResult>) -> Box<EvalAltResult> {
     if err.position().is_none() {
         err.set_position(ctx.call_position());
     }
@@ -49,17 +50,17 @@ pub fn at(ctx: &rhai::NativeCallContext, mut err: Box<EvalAltResult>) -> Box<Eva
 }
 
 /// A runtime error raised at the script's call site.
-pub fn fail<T>(message: impl std::fmt::Display) -> Fallible<T> {
+pub(crate) fn fail<T>(message: impl std::fmt::Display) -> Fallible<T> {
     Err(Box::new(EvalAltResult::ErrorRuntime(message.to_string().into(), Position::NONE)))
 }
 
 /// Turns any displayable error into a script error.
-pub fn raise(err: impl std::fmt::Display) -> Box<EvalAltResult> {
+pub(crate) fn raise(err: impl std::fmt::Display) -> Box<EvalAltResult> {
     Box::new(EvalAltResult::ErrorRuntime(err.to_string().into(), Position::NONE))
 }
 
 /// Reads an optional field of an options map, with a type check that names it.
-pub fn opt<T: 'static + Clone>(opts: &Map, key: &str, what: &str) -> Fallible<Option<T>> {
+pub(crate) fn opt<T: 'static + Clone>(opts: &Map, key: &str, what: &str) -> Fallible<Option<T>> {
     match opts.get(key) {
         None => Ok(None),
         Some(v) if v.is_unit() => Ok(None),
@@ -71,13 +72,25 @@ pub fn opt<T: 'static + Clone>(opts: &Map, key: &str, what: &str) -> Fallible<Op
     }
 }
 
+/// A script's int as a float: one past 2^53 rounds, which no count or
+/// number of seconds comes near.
+#[allow(clippy::cast_precision_loss)]
+pub(crate) fn int_to_float(i: i64) -> f64 {
+    i as f64
+}
+
+/// An int or a float, as a float.
+pub(crate) fn as_number(value: &Dynamic) -> Option<f64> {
+    value.as_float().ok().or_else(|| value.as_int().ok().map(int_to_float))
+}
+
 /// Reads a number of seconds (int or float) from an options map.
-pub fn opt_seconds(opts: &Map, key: &str) -> Fallible<Option<std::time::Duration>> {
+pub(crate) fn opt_seconds(opts: &Map, key: &str) -> Fallible<Option<std::time::Duration>> {
     match opts.get(key) {
         None => Ok(None),
         Some(v) if v.is_unit() => Ok(None),
         Some(v) => {
-            let secs = v.as_float().or_else(|_| v.as_int().map(|i| i as f64)).map_err(|_| {
+            let secs = as_number(v).ok_or_else(|| {
                 raise(format!("option '{key}' must be a number of seconds, not {}", v.type_name()))
             })?;
             if !(0.0..=1e9).contains(&secs) {
@@ -88,7 +101,7 @@ pub fn opt_seconds(opts: &Map, key: &str) -> Fallible<Option<std::time::Duration
     }
 }
 
-pub fn register(engine: &mut Engine, host: &SharedHost) {
+pub(crate) fn register(engine: &mut Engine, host: &SharedHost) {
     let modules: [(&str, Module); 9] = [
         ("fs", fs::module(host)),
         ("json", json::module()),

@@ -8,15 +8,15 @@ use std::time::Duration;
 use rhai::{Array, Dynamic, Map, Module};
 
 use super::{fail, opt, opt_seconds, raise, Fallible};
-use crate::engine::SharedHost;
-use crate::process::{Ending, Framing, Limits, Stream, Supervised};
+use crate::context::SharedHost;
+use crate::supervise::{Ending, Framing, Limits, Stream, Supervised};
 
 /// Output kept per stream; more is dropped and flagged as truncated.
 const MAX_CAPTURE: usize = 32 * 1024 * 1024;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Turns a script array into argv, refusing anything that is not a string.
-pub fn argv(args: &Array) -> Fallible<Vec<String>> {
+pub(crate) fn argv(args: &Array) -> Fallible<Vec<String>> {
     if args.is_empty() {
         return fail("the argv array is empty: it needs at least the program");
     }
@@ -28,7 +28,7 @@ pub fn argv(args: &Array) -> Fallible<Vec<String>> {
         .collect()
 }
 
-/// proc::quote(argv) -> the words as one line for a POSIX shell, each
+/// `proc::quote(argv)` -> the words as one line for a POSIX shell, each
 /// quoted where it needs it (`echo 'a b'`), for showing a command or writing
 /// one into a crontab. A word holding a NUL byte cannot be quoted.
 fn quote(args: &Array) -> Fallible<String> {
@@ -64,7 +64,7 @@ fn command(host: &SharedHost, argv: &[String], opts: &Map) -> Fallible<Command> 
     Ok(command)
 }
 
-/// proc::run(argv, opts) -> #{code, stdout, stderr, timed_out, interrupted}.
+/// `proc::run(argv, opts)` -> `#{code, stdout, stderr, timed_out, interrupted}`.
 /// Options: cwd, env (a map; `()` removes a variable), stdin (text),
 /// timeout (seconds, default 600), inherit (bool: the child writes straight
 /// to this terminal instead of being captured, e.g. a nested aloop with its
@@ -91,10 +91,10 @@ fn run(host: &SharedHost, args: &Array, opts: &Map) -> Fallible<Map> {
             Ok::<(), ()>(())
         })
         .unwrap_or(Ending::Exited(None));
-    host.refill_budget();
+    host.budget.refill();
     let mut out = Map::new();
     let code = match ending {
-        Ending::Exited(code) => code.map_or(Dynamic::UNIT, |c| Dynamic::from(c as i64)),
+        Ending::Exited(code) => code.map_or(Dynamic::UNIT, |c| Dynamic::from(i64::from(c))),
         _ => Dynamic::UNIT,
     };
     out.insert("code".into(), code);
@@ -106,7 +106,7 @@ fn run(host: &SharedHost, args: &Array, opts: &Map) -> Fallible<Map> {
     Ok(out)
 }
 
-pub fn module(host: &SharedHost) -> Module {
+pub(crate) fn module(host: &SharedHost) -> Module {
     let mut m = Module::new();
     let h = host.clone();
     primitive!(m, "run", |args: Array| run(&h, &args, &Map::new()));

@@ -13,10 +13,10 @@ use croner::Cron;
 use rhai::Module;
 
 use super::{fail, raise, Fallible};
-use crate::engine::SharedHost;
+use crate::context::SharedHost;
 
 /// Now, in local time, or the `ALOOP_NOW` override in its own offset.
-pub fn now() -> Result<DateTime<FixedOffset>, String> {
+pub(crate) fn now() -> Result<DateTime<FixedOffset>, String> {
     match overridden() {
         Some(text) => DateTime::parse_from_rfc3339(&text)
             .map_err(|e| format!("ALOOP_NOW='{text}' is not an RFC 3339 time: {e}")),
@@ -34,7 +34,7 @@ fn parse(text: &str) -> Fallible<i64> {
         .map_err(|e| raise(format!("'{text}' is not an RFC 3339 time: {e}")))
 }
 
-/// A time zone a script names: "local" (the offset of ALOOP_NOW when it is
+/// A time zone a script names: "local" (the offset of `ALOOP_NOW` when it is
 /// set, else the system's zone with its daylight saving), "UTC", or an IANA
 /// name such as "Europe/Berlin".
 enum Zone {
@@ -176,11 +176,11 @@ fn sleep(host: &SharedHost, secs: f64) -> Fallible<()> {
         }
         std::thread::sleep(left.min(Duration::from_millis(50)));
     }
-    host.refill_budget();
+    host.budget.refill();
     Ok(())
 }
 
-pub fn module(host: &SharedHost) -> Module {
+pub(crate) fn module(host: &SharedHost) -> Module {
     let mut m = Module::new();
     // time::now() -> "2026-11-22T04:38:21+01:00"
     primitive!(m, "now", || { Ok(now().map_err(raise)?.to_rfc3339_opts(SecondsFormat::Secs, false)) });
@@ -189,8 +189,8 @@ pub fn module(host: &SharedHost) -> Module {
     // time::unix_ms() -> real milliseconds since the epoch (never overridden).
     primitive!(m, "unix_ms", || { Ok(Local::now().timestamp_millis()) });
     // time::local_hour() -> 0..=23, time::local_minute() -> 0..=59.
-    primitive!(m, "local_hour", || { Ok(now().map_err(raise)?.hour() as i64) });
-    primitive!(m, "local_minute", || { Ok(now().map_err(raise)?.minute() as i64) });
+    primitive!(m, "local_hour", || { Ok(i64::from(now().map_err(raise)?.hour())) });
+    primitive!(m, "local_minute", || { Ok(i64::from(now().map_err(raise)?.minute())) });
     // time::utc_offset() -> the local offset from UTC now, in seconds.
     primitive!(m, "utc_offset", || utc_offset());
     // time::parse("RFC 3339 text") -> unix seconds.
@@ -209,7 +209,7 @@ pub fn module(host: &SharedHost) -> Module {
     primitive!(m, "cron_next", |expr: &str| cron_next(expr, "local"));
     primitive!(m, "cron_next", |expr: &str, tz: &str| cron_next(expr, tz));
     let h = host.clone();
-    primitive!(m, "sleep", |secs: i64| sleep(&h, secs as f64));
+    primitive!(m, "sleep", |secs: i64| sleep(&h, super::int_to_float(secs)));
     let h = host.clone();
     primitive!(m, "sleep", |secs: f64| sleep(&h, secs));
     m

@@ -6,13 +6,15 @@
 
 mod partials;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use handlebars::Handlebars;
 use rhai::{Dynamic, Module};
 
 use super::{json, raise, Fallible};
-use crate::engine::SharedHost;
+use crate::context::SharedHost;
 use crate::lookup::Kind;
 
 /// The registry, with the origin of each registered template.
@@ -32,7 +34,7 @@ impl Default for Templates {
 }
 
 /// `origin:line:col: reason` for a template parse error.
-pub fn template_error(origin: &str, e: &handlebars::TemplateError) -> String {
+pub(crate) fn template_error(origin: &str, e: &handlebars::TemplateError) -> String {
     match e.pos() {
         Some((l, c)) => format!("{origin}:{l}:{c}: {}", e.reason()),
         None => format!("{origin}: {}", e.reason()),
@@ -41,7 +43,7 @@ pub fn template_error(origin: &str, e: &handlebars::TemplateError) -> String {
 
 /// Parses a template and checks its partials, as a render would before
 /// its first use (`aloop prompt check`).
-pub fn check(origin: &str, text: &str) -> Result<(), String> {
+pub(crate) fn check(origin: &str, text: &str) -> Result<(), String> {
     let template = handlebars::Template::compile(text).map_err(|e| template_error(origin, &e))?;
     partials::check(origin, &template, &Handlebars::new())
 }
@@ -58,6 +60,9 @@ fn render_error(origin: &str, e: &handlebars::RenderError) -> String {
 
 impl Templates {
     /// Renders a template text registered under `origin`.
+    ///
+    /// # Panics
+    /// Only if handlebars loses a template it has just registered.
     pub fn render_text(
         &mut self,
         origin: &str,
@@ -76,28 +81,30 @@ impl Templates {
     }
 }
 
-fn render(host: &SharedHost, name: &str, data: &Dynamic) -> Fallible<String> {
+fn render(host: &SharedHost, templates: &RefCell<Templates>, name: &str, data: &Dynamic) -> Fallible<String> {
     let data = json::from_dynamic(data)?;
-    let cached = host.templates.borrow().origins.get(name).cloned();
-    let (origin, text) = match cached {
-        Some(origin) => (origin, String::new()),
-        None => {
-            let found = host.lookup.find(Kind::Prompt, name).map_err(raise)?.ok_or_else(|| {
+    let cached = templates.borrow().origins.get(name).cloned();
+    let (origin, text) = if let Some(origin) = cached {
+        (origin, String::new())
+    } else {
+        let found =
+            host.lookup.find(Kind::Prompt, name).map_err(raise)?.ok_or_else(|| {
                 raise(format!("no prompt template named '{name}' (see `aloop prompt list`)"))
             })?;
-            (found.origin(Kind::Prompt), found.text.into_owned())
-        }
+        (found.origin(Kind::Prompt), found.text.into_owned())
     };
-    let mut templates = host.templates.borrow_mut();
+    let mut templates = templates.borrow_mut();
     templates.origins.insert(name.to_string(), origin.clone());
     templates.render_text(&origin, &text, &data).map_err(raise)
 }
 
-pub fn module(host: &SharedHost) -> Module {
+pub(crate) fn module(host: &SharedHost) -> Module {
     let mut m = Module::new();
     let h = host.clone();
+    // One registry per engine, so each template is parsed once per run.
+    let templates = Rc::new(RefCell::new(Templates::default()));
     // tpl::render(name, data): render the template `name` found by lookup.
-    primitive!(m, "render", |name: &str, data: Dynamic| render(&h, name, &data));
+    primitive!(m, "render", |name: &str, data: Dynamic| render(&h, &templates, name, &data));
     // tpl::render_str(text, data): render a template given as text.
     primitive!(m, "render_str", |text: &str, data: Dynamic| {
         let data = json::from_dynamic(&data)?;

@@ -11,11 +11,11 @@ use rhai::{Array, Dynamic, Module};
 use unicode_width::UnicodeWidthStr;
 
 use super::json;
-use crate::engine::SharedHost;
+use crate::context::SharedHost;
 
 /// Writes a line to stdout. A closed pipe (`aloop ... | head`) ends the
 /// program silently with success, as other Unix tools do.
-pub fn print_line(text: &str) {
+pub(crate) fn print_line(text: &str) {
     let mut out = io::stdout().lock();
     if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
         if e.kind() == io::ErrorKind::BrokenPipe {
@@ -27,7 +27,7 @@ pub fn print_line(text: &str) {
 
 /// Prints `text` to stderr behind a label coloured by its SGR code ("31"
 /// red, "32" green, "33" yellow; anything else plain).
-pub fn message(label: &str, color: &str, text: &str) {
+pub(crate) fn message(label: &str, color: &str, text: &str) {
     let color = match color {
         "31" => Some(AnsiColor::Red),
         "32" => Some(AnsiColor::Green),
@@ -41,7 +41,7 @@ pub fn message(label: &str, color: &str, text: &str) {
 
 /// Lays out rows under headers in aligned columns, measured in terminal
 /// columns (a CJK character or an emoji takes two).
-pub fn table(headers: &[String], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(headers: &[String], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.width()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -99,7 +99,7 @@ fn confirm(host: &SharedHost, question: &str, default: bool) -> bool {
     }
 }
 
-pub fn module(host: &SharedHost) -> Module {
+pub(crate) fn module(host: &SharedHost) -> Module {
     let mut m = Module::new();
     primitive!(m, "info", |text: &str| {
         message("", "", text);
@@ -124,7 +124,7 @@ pub fn module(host: &SharedHost) -> Module {
     });
     // ui::table(headers, rows): aligned columns on stdout.
     primitive!(m, "table", |headers: Array, rows: Array| {
-        let headers: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+        let headers: Vec<String> = headers.iter().map(std::string::ToString::to_string).collect();
         let rows: Vec<Vec<String>> = rows.iter().map(cells).collect();
         print_line(&table(&headers, &rows));
         Ok(())

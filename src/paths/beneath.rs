@@ -156,7 +156,7 @@ fn walk(root: &Path, names: &[&str], access: Access) -> Result<Target, Stop> {
     let mut dir = match open_root() {
         // ALOOP_HOME is made on the first write into it.
         Err(Errno::NOENT) if create => {
-            crate::atomic::create_dirs(root).map_err(Stop::Io)?;
+            crate::files::create_dirs(root).map_err(Stop::Io)?;
             open_root()
         }
         other => other,
@@ -195,7 +195,7 @@ fn dir_flags() -> OFlags {
 
 /// Opens directory `name` in `dir`; a link there is an error (ELOOP or
 /// ENOTDIR), never followed.
-pub fn open_dir<P: rustix::path::Arg>(dir: BorrowedFd, name: P) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_dir<P: rustix::path::Arg>(dir: BorrowedFd, name: P) -> Result<OwnedFd, Errno> {
     rustix::fs::openat(dir, name, dir_flags() | OFlags::NOFOLLOW, Mode::empty())
 }
 
@@ -208,12 +208,12 @@ fn stop(dir: BorrowedFd, name: &str, at: usize, e: Errno) -> Stop {
 }
 
 /// Whether there is an entry `name` in `dir` (a link counts, followed or not).
-pub fn exists(dir: BorrowedFd, name: &str) -> bool {
+pub(crate) fn exists(dir: BorrowedFd, name: &str) -> bool {
     rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok()
 }
 
 /// Whether `name` in `dir` is a symbolic link (false if it is missing).
-pub fn is_link(dir: BorrowedFd, name: &str) -> bool {
+pub(crate) fn is_link(dir: BorrowedFd, name: &str) -> bool {
     rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
         .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
 }
@@ -221,7 +221,7 @@ pub fn is_link(dir: BorrowedFd, name: &str) -> bool {
 /// Removes `name` in `dir` and, if it is a directory, everything below it,
 /// without following any link (a link is removed itself). Returns whether
 /// there was anything to remove.
-pub fn remove_tree<P: rustix::path::Arg + Copy>(dir: BorrowedFd, name: P) -> io::Result<bool> {
+pub(crate) fn remove_tree<P: rustix::path::Arg + Copy>(dir: BorrowedFd, name: P) -> io::Result<bool> {
     match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Err(Errno::NOENT) => return Ok(false),
         Err(e) => return Err(e.into()),

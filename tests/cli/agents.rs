@@ -1,5 +1,5 @@
 //! Agent adapters: `agent::run` against the fake CLIs (every status, both
-//! timeouts, Ctrl-C, not_found, bounded memory), the argv of each bundled
+//! timeouts, Ctrl-C, `not_found`, bounded memory), the argv of each bundled
 //! adapter, the fakes' own contract, replay, the views, and `aloop agents`.
 
 use std::io::Write;
@@ -29,7 +29,7 @@ fn result(out: &Output) -> Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}\n--- stderr\n{}", out.stderr))
 }
 
-/// Runs the agent with FAKE_AGENT_MODE and returns the result map.
+/// Runs the agent with `FAKE_AGENT_MODE` and returns the result map.
 fn with_mode(agent: &str, mode: &str, request: &str) -> Value {
     let project = Project::git();
     let out = agent_run(&project, agent, request).env("FAKE_AGENT_MODE", mode).run().ok();
@@ -248,7 +248,7 @@ fn a_missing_program_is_not_found_with_its_install_hint() {
     }
 }
 
-/// Peak resident memory (VmHWM, in kB) of a process, read until it exits.
+/// Peak resident memory (`VmHWM`, in kB) of a process, read until it exits.
 fn peak_memory_kb(child: &mut std::process::Child) -> u64 {
     let mut peak = 0;
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -33,6 +33,8 @@ fn script(p: Project, name: &str, text: &str) -> Project {
 
 /// Host-level cases: the command line, scripts, state files read by
 /// primitives, templates.
+// One table of cases, read one at a time.
+#[allow(clippy::too_many_lines)]
 fn host_cases() -> Vec<Case> {
     vec![
         case("unknown flag", plain, &["--frobnicate"], 2, "--frobnicate"),

@@ -12,7 +12,7 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         (self.0 >> 33) % bound
     }
 }
@@ -46,7 +46,8 @@ fn acknowledged_ids(p: &Project) -> (BTreeSet<String>, BTreeSet<String>, usize) 
 
 #[test]
 fn kill_9_during_200_state_writes_loses_no_acknowledged_record() {
-    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let seed = now.as_secs() ^ u64::from(now.subsec_nanos());
     let mut rng = Lcg(seed);
     let p = Project::new().fixture("faults/writer.rhai", "writer.rhai");
     let mut acked = BTreeSet::new();
@@ -100,7 +101,7 @@ fn is_root() -> bool {
 fn mount(program: &str, args: &[&str]) {
     let status = std::process::Command::new(program).args(args).status();
     assert!(
-        status.as_ref().is_ok_and(|s| s.success()),
+        status.as_ref().is_ok_and(std::process::ExitStatus::success),
         "{program} {args:?}: {status:?}; as root this test needs mount(8) and CAP_SYS_ADMIN"
     );
 }
@@ -169,7 +170,7 @@ fn a_full_disk_during_a_write_gives_a_clear_error_and_keeps_the_old_file() {
     let leftovers: Vec<_> = std::fs::read_dir(p.root())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".tmp"))
+        .filter(|n| std::path::Path::new(n).extension().is_some_and(|ext| ext == "tmp"))
         .collect();
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
 }

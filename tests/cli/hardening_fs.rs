@@ -40,7 +40,7 @@ fn loop_project() -> Project {
 }
 
 /// Every way a script changes a state file, each through a link to a file
-/// in ALOOP_HOME and to one outside the project: refused, naming the path,
+/// in `ALOOP_HOME` and to one outside the project: refused, naming the path,
 /// and the target keeps its bytes.
 #[test]
 fn hardening_state_links_are_refused_by_name_and_targets_kept() {
@@ -91,7 +91,7 @@ fn hardening_a_linked_directory_on_the_way_is_refused_for_writes() {
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "something was written outside");
 }
 
-/// `aloop run` with its lock as a link into ALOOP_HOME stops, naming the
+/// `aloop run` with its lock as a link into `ALOOP_HOME` stops, naming the
 /// lock, and neither empties nor replaces the file the link points at.
 #[test]
 fn hardening_run_refuses_a_linked_lock() {
@@ -140,7 +140,7 @@ fn hardening_removing_a_link_leaves_its_target() {
     }
 }
 
-/// With ALOOP_HOME inside the project, a project-relative path into it is
+/// With `ALOOP_HOME` inside the project, a project-relative path into it is
 /// outside the project; the absolute path there still works.
 #[test]
 fn hardening_a_relative_path_into_aloop_home_is_refused() {
@@ -268,7 +268,7 @@ fn hardening_a_byte_order_mark_is_accepted() {
 
 /// While aloop writes, appends and locks many files below `.loop/dir`, a
 /// thread keeps swapping that directory for a link and back, to a directory
-/// outside the project and to one in ALOOP_HOME (which a path check on the
+/// outside the project and to one in `ALOOP_HOME` (which a path check on the
 /// resolved path would let through): nothing may ever land in either.
 #[test]
 fn hardening_a_directory_swapped_for_a_link_during_writes_never_leaks() {

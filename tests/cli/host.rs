@@ -54,7 +54,10 @@ fn atomic_writes_leave_no_temp_files_and_keep_key_order() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "temp files left: {names:?}");
+    assert!(
+        names.iter().all(|n| std::path::Path::new(n).extension().is_none_or(|ext| ext != "tmp")),
+        "temp files left: {names:?}"
+    );
 }
 
 /// `key_order` puts the listed keys first, in that order and at every depth,
@@ -93,7 +96,7 @@ fn a_bad_key_order_option_is_an_error_naming_it() {
     assert!(!p.path("a.json").exists());
 }
 
-/// A file with a key given twice (JSON allows it; serde_json keeps the last
+/// A file with a key given twice (JSON allows it; `serde_json` keeps the last
 /// value) is malformed for aloop: reading it fails naming the key and its
 /// position, and it is never rewritten, small objects and big ones (over 16
 /// keys the order reader uses a set).
@@ -413,7 +416,7 @@ fn ctrl_c_stops_the_child_process_group_and_exits_130() {
     let mut buf = [0u8; 7];
     std::io::Read::read_exact(&mut stdout, &mut buf).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    unsafe { libc_kill(child.id() as i32, 2) };
+    unsafe { libc_kill(child.id().cast_signed(), 2) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     // Its own processes only (by marker): another test run may have its sleeps.

@@ -22,7 +22,7 @@ fn runs(p: &Project) -> Vec<Value> {
     home_json(p, "iterate-runs.json")["runs"].as_array().expect("a runs array").clone()
 }
 
-/// Every file of the project and ALOOP_HOME except lock files (which a
+/// Every file of the project and `ALOOP_HOME` except lock files (which a
 /// command may create while it waits for a state file), with its bytes.
 fn files(p: &Project) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut all = p.snapshot();
@@ -336,7 +336,7 @@ fn ten_concurrent_dry_runs_leave_ten_records() {
     let kept = runs(&p);
     assert_eq!(kept.len(), 10);
     let mut ids: Vec<&str> = kept.iter().map(|r| r["id"].as_str().unwrap()).collect();
-    ids.sort();
+    ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 10, "ids are unique");
     assert!(ids.iter().all(|id| id.starts_with("20260301-100000-")), "{ids:?}");
@@ -460,7 +460,7 @@ fn the_crontab_line_runs_a_tick_with_crons_bare_environment() {
     // (ALOOP_NOW and FAKE_AGENT_PLAN steer the test, not aloop).
     let command = line.trim_end().splitn(6, ' ').nth(5).unwrap().replace("\\%", "%");
     let (plan, _) =
-        with_plan(&p, json!([{"text": "Tightened the copy.", "write": {"copy.txt": "better\n"}}]));
+        with_plan(&p, &json!([{"text": "Tightened the copy.", "write": {"copy.txt": "better\n"}}]));
     let cron_home = p.root().parent().unwrap().to_path_buf();
     let cron = |now: &str| {
         let out = Command::new("env")
@@ -869,7 +869,7 @@ fn foreground_until_ctrl_c(p: &Project, args: &[&str], now: &str) -> String {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id().cast_signed(), libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(130), "{stderr}");
@@ -878,8 +878,8 @@ fn foreground_until_ctrl_c(p: &Project, args: &[&str], now: &str) -> String {
 
 // ------------------------------------------------ with an agent (the fakes)
 
-/// A project whose fake agent follows `plan` (FAKE_AGENT_PLAN entries).
-fn with_plan(p: &Project, plan: Value) -> (String, String) {
+/// A project whose fake agent follows `plan` (`FAKE_AGENT_PLAN` entries).
+fn with_plan(p: &Project, plan: &Value) -> (String, String) {
     let plan_file = p.home().join("../plan.json");
     std::fs::write(&plan_file, plan.to_string()).unwrap();
     let log = p.home().join("../agent-log.jsonl");
@@ -910,7 +910,7 @@ fn run_invokes_the_agent_and_records_the_diff_of_tracked_and_untracked_files() {
     let head = p.git_cmd(&["rev-parse", "HEAD"]).trim().to_string();
     let (plan, log) = with_plan(
         &p,
-        json!([{
+        &json!([{
             "text": "Changes:\n1. site/index.html - clearer headline",
             "write": {"site/index.html": "<h1>Ship in minutes</h1>\n", "site/pricing.html": "<p>Free trial</p>\n"},
             "cost": 0.0123
@@ -961,7 +961,7 @@ fn run_invokes_the_agent_and_records_the_diff_of_tracked_and_untracked_files() {
 #[test]
 fn run_json_prints_only_the_record_on_stdout() {
     let p = Project::git();
-    let (plan, _) = with_plan(&p, json!([{"text": "Done.", "write": {"NOTES.md": "x\n"}}]));
+    let (plan, _) = with_plan(&p, &json!([{"text": "Done.", "write": {"NOTES.md": "x\n"}}]));
     let out = p.aloop(&["iterate", "run", "--auto-apply", "--json"]).env("FAKE_AGENT_PLAN", &plan).run().ok();
     let record = out.json();
     assert_eq!(record["status"], "applied");
@@ -973,7 +973,7 @@ fn run_json_prints_only_the_record_on_stdout() {
 fn changing_more_files_than_the_budget_is_flagged() {
     let p = Project::git();
     let (plan, log) =
-        with_plan(&p, json!([{"text": "Done.", "write": {"a.txt": "1\n", "b.txt": "2\n", "c.txt": "3\n"}}]));
+        with_plan(&p, &json!([{"text": "Done.", "write": {"a.txt": "1\n", "b.txt": "2\n", "c.txt": "3\n"}}]));
     p.aloop(&["iterate", "run", "--auto-apply", "--max-files", "2"])
         .env("FAKE_AGENT_PLAN", &plan)
         .env("FAKE_AGENT_LOG", &log)
@@ -1026,7 +1026,7 @@ fn ctrl_c_during_the_agent_records_an_interrupted_run() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id().cast_signed(), libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(runs(&p)[0]["status"], "interrupted");
@@ -1042,7 +1042,7 @@ fn tick_outside_quiet_hours_runs_the_saved_schedule_and_updates_last_run() {
     )
     .ok();
     let (plan, _) =
-        with_plan(&p, json!([{"text": "Cached the slow query.", "write": {"cache.txt": "on\n"}}]));
+        with_plan(&p, &json!([{"text": "Cached the slow query.", "write": {"cache.txt": "on\n"}}]));
     p.aloop(&["iterate", "tick"])
         .env("ALOOP_NOW", "2026-01-01T12:00:00+01:00")
         .env("FAKE_AGENT_PLAN", &plan)
@@ -1100,7 +1100,7 @@ fn on_a_terminal_the_run_asks_first_and_no_declines() {
 #[test]
 fn on_a_terminal_yes_runs_the_agent() {
     let p = Project::git();
-    let (plan, _) = with_plan(&p, json!([{"text": "Done.", "write": {"README.md": "# better\n"}}]));
+    let (plan, _) = with_plan(&p, &json!([{"text": "Done.", "write": {"README.md": "# better\n"}}]));
     let (code, shown) = on_terminal(&p, "iterate run", "y\n", &[("FAKE_AGENT_PLAN", &plan)]);
     assert_eq!(code, 0, "{shown}");
     let run = &runs(&p)[0];
@@ -1111,7 +1111,7 @@ fn on_a_terminal_yes_runs_the_agent() {
 #[test]
 fn on_a_terminal_auto_apply_does_not_ask() {
     let p = Project::git();
-    let (plan, _) = with_plan(&p, json!([{"text": "Done.", "write": {"README.md": "# better\n"}}]));
+    let (plan, _) = with_plan(&p, &json!([{"text": "Done.", "write": {"README.md": "# better\n"}}]));
     let (code, shown) = on_terminal(&p, "iterate run --auto-apply", "", &[("FAKE_AGENT_PLAN", &plan)]);
     assert_eq!(code, 0, "{shown}");
     assert!(!shown.contains("[y/N]"), "{shown}");

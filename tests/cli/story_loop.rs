@@ -1,6 +1,6 @@
 //! The story loop (`aloop init`, `plan`, `run`, `triage`, `status`): real git
 //! repositories, the bundled scripts and prompts, and fake agents scripted
-//! call by call with FAKE_AGENT_PLAN.
+//! call by call with `FAKE_AGENT_PLAN`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -40,7 +40,7 @@ fn outside(p: &Project, name: &str) -> PathBuf {
 }
 
 /// Writes the fake agents' per-call plan and returns its path.
-fn plan(p: &Project, entries: Value) -> PathBuf {
+fn plan(p: &Project, entries: &Value) -> PathBuf {
     let path = outside(p, "plan.json");
     std::fs::write(&path, serde_json::to_vec(&entries).unwrap()).unwrap();
     path
@@ -55,9 +55,9 @@ fn calls(p: &Project) -> Vec<Value> {
 }
 
 /// `aloop ARGS`, ready to run, with the fake agents following `entries`.
-/// (IS_SANDBOX: like the real claude, the fake refuses full autonomy as
+/// (`IS_SANDBOX`: like the real claude, the fake refuses full autonomy as
 /// root elsewhere, and test machines often run as root.)
-fn with_fakes(p: &Project, args: &[&str], entries: Value) -> Run {
+fn with_fakes(p: &Project, args: &[&str], entries: &Value) -> Run {
     let plan = plan(p, entries);
     p.aloop(args)
         .env("FAKE_AGENT_PLAN", &plan)
@@ -66,7 +66,7 @@ fn with_fakes(p: &Project, args: &[&str], entries: Value) -> Run {
 }
 
 /// `aloop ARGS` with the fake agents following `entries`, run to the end.
-fn run_with(p: &Project, args: &[&str], entries: Value) -> Output {
+fn run_with(p: &Project, args: &[&str], entries: &Value) -> Output {
     with_fakes(p, args, entries).run()
 }
 
@@ -374,7 +374,7 @@ fn init_with_an_untrusted_repository_adapter_writes_nothing() {
 fn dry_run_prints_both_prompts_and_invokes_nothing() {
     let p = loop_project("prd.json");
     let head = p.git_cmd(&["rev-parse", "HEAD"]).trim().to_string();
-    let dry_run = with_fakes(&p, &["run", "--dry-run"], json!([]));
+    let dry_run = with_fakes(&p, &["run", "--dry-run"], &json!([]));
     let before = p.snapshot();
     let out = dry_run.run().ok();
     for part in [
@@ -406,7 +406,7 @@ fn run_passes_every_story_in_priority_order_and_exits_0() {
     let out = run_with(
         &p,
         &["run"],
-        json!([
+        &json!([
             builds("US-001", "a.txt"),
             passes(),
             builds("US-002", "b.txt"),
@@ -477,7 +477,7 @@ fn run_follows_priorities_out_of_file_order_and_an_agents_edit_of_prd_json() {
     let out = run_with(
         &p,
         &["run"],
-        json!([
+        &json!([
             builds("US-002", "a.txt"),
             rejects("no test reads the header"),
             builds("US-002", "b.txt"),
@@ -518,7 +518,7 @@ fn a_forked_goes_before_changes_the_order_stories_run_in() {
     let out = run_with(
         &p,
         &["run"],
-        json!([
+        &json!([
             builds("US-003", "c.txt"),
             passes(),
             builds("US-002", "b.txt"),
@@ -547,7 +547,7 @@ fn rejections_are_recorded_and_block_the_story_after_eval_retries() {
     let out = run_with(
         &p,
         &["run", "--story", "US-001"],
-        json!([
+        &json!([
             builds("US-001", "a.txt"),
             rejects("no test reads the header"),
             builds("US-001", "b.txt"),
@@ -600,7 +600,7 @@ fn every_story_blocked_exits_3() {
     let out = run_with(
         &p,
         &["run"],
-        json!([
+        &json!([
             builds("US-001", "a.txt"),
             rejects("a"),
             builds("US-002", "b.txt"),
@@ -621,7 +621,7 @@ fn every_story_blocked_exits_3() {
 #[test]
 fn a_missing_verdict_is_a_rejection_and_running_out_of_iterations_exits_2() {
     let p = loop_project("prd.json");
-    let out = run_with(&p, &["run", "1"], json!([builds("US-001", "a.txt"), {"text": "Looks fine to me."}]))
+    let out = run_with(&p, &["run", "1"], &json!([builds("US-001", "a.txt"), {"text": "Looks fine to me."}]))
         .code(2);
     assert!(out.stderr.contains("out of iterations"), "{}", out.stderr);
     assert!(out.stderr.contains("Iterations used: 1/1"), "{}", out.stderr);
@@ -640,7 +640,7 @@ fn a_pass_with_stories_left_after_the_last_iteration_exits_2() {
     run_with(
         &p,
         &["run", "2"],
-        json!([builds("US-001", "a.txt"), passes(), builds("US-002", "b.txt"), passes()]),
+        &json!([builds("US-001", "a.txt"), passes(), builds("US-002", "b.txt"), passes()]),
     )
     .code(2)
     .stderr_has("Stories: 2/3 complete");
@@ -650,7 +650,7 @@ fn a_pass_with_stories_left_after_the_last_iteration_exits_2() {
 #[test]
 fn story_flag_works_only_on_that_story() {
     let p = loop_project("prd.json");
-    run_with(&p, &["run", "--story", "US-003"], json!([builds("US-003", "c.txt"), passes()]))
+    run_with(&p, &["run", "--story", "US-003"], &json!([builds("US-003", "c.txt"), passes()]))
         .ok()
         .stderr_has("Max iterations: 5 (only US-003)")
         .stderr_has("US-003 passes");
@@ -671,7 +671,7 @@ fn skip_eval_counts_each_generator_run_as_a_pass() {
     let out = run_with(
         &p,
         &["run", "2", "--skip-eval", "--quiet"],
-        json!([builds("US-001", "a.txt"), builds("US-002", "b.txt")]),
+        &json!([builds("US-001", "a.txt"), builds("US-002", "b.txt")]),
     )
     .code(2)
     .stderr_has("Eval: off")
@@ -689,7 +689,7 @@ fn a_false_complete_claim_is_ignored_and_evaluated() {
     let out = run_with(
         &p,
         &["run", "1"],
-        json!([{"text": "All done. <promise>COMPLETE</promise>"}, rejects("nothing was built")]),
+        &json!([{"text": "All done. <promise>COMPLETE</promise>"}, rejects("nothing was built")]),
     )
     .code(2);
     assert!(
@@ -712,7 +712,7 @@ fn a_true_complete_claim_ends_the_loop() {
     let out = run_with(
         &p,
         &["run"],
-        json!([{"write": {".loop/prd.json": write}, "text": "<promise>COMPLETE</promise>"}]),
+        &json!([{"write": {".loop/prd.json": write}, "text": "<promise>COMPLETE</promise>"}]),
     )
     .ok();
     assert!(out.stderr.contains("every story complete, and prd.json agrees"), "{}", out.stderr);
@@ -723,7 +723,7 @@ fn a_true_complete_claim_ends_the_loop() {
 fn a_failed_generator_warns_and_the_loop_goes_on() {
     let p = loop_project("prd.json");
     let out =
-        run_with(&p, &["run", "2"], json!([{"mode": "fail"}, builds("US-001", "a.txt"), passes()])).code(2);
+        run_with(&p, &["run", "2"], &json!([{"mode": "fail"}, builds("US-001", "a.txt"), passes()])).code(2);
     assert!(out.stderr.contains("the generator failed (failed"), "{}", out.stderr);
     assert!(out.stderr.contains("US-001 PASSED"), "{}", out.stderr);
     assert_eq!(progress_verdicts(&p), ["PASS"], "a failed run records no verdict");
@@ -740,7 +740,7 @@ fn a_hanging_generator_times_out_and_the_loop_goes_on() {
     let p = p.file(".loop/config.json", &serde_json::to_string_pretty(&config).unwrap());
     let started = Instant::now();
     let out =
-        with_fakes(&p, &["run", "2"], json!([{"mode": "silent_hang"}, builds("US-001", "a.txt"), passes()]))
+        with_fakes(&p, &["run", "2"], &json!([{"mode": "silent_hang"}, builds("US-001", "a.txt"), passes()]))
             .timeout(Duration::from_secs(40))
             .run()
             .code(2);
@@ -756,7 +756,7 @@ fn a_plugin_style_prompt_override_takes_effect() {
         ".loop/prompts/generator/_base.md",
         "Custom base for {{CURRENT_STORY_ID}} ({{story.title}}) in {{MODE}} mode, at most {{MAX_FILES_TO_MODIFY}} files.\n",
     );
-    run_with(&p, &["run", "1"], json!([builds("US-001", "a.txt"), passes()])).code(2);
+    run_with(&p, &["run", "1"], &json!([builds("US-001", "a.txt"), passes()])).code(2);
     let calls = calls(&p);
     let generator = calls[0]["prompt"].as_str().unwrap();
     assert!(
@@ -776,7 +776,7 @@ fn a_verdict_file_counts_when_the_reply_has_no_tags() {
     run_with(
         &p,
         &["run", "1"],
-        json!([builds("US-001", "a.txt"), {"write": {".loop/.verdict": "REJECT: header.txt is empty\n"}, "text": "See the verdict file."}]),
+        &json!([builds("US-001", "a.txt"), {"write": {".loop/.verdict": "REJECT: header.txt is empty\n"}, "text": "See the verdict file."}]),
     )
     .code(2);
     assert_eq!(story(&json_file(&p, ".loop/prd.json"), "US-001")["notes"], "[REJECTED] header.txt is empty");
@@ -785,7 +785,7 @@ fn a_verdict_file_counts_when_the_reply_has_no_tags() {
 
 /// Starts `aloop run` with a generator that hangs and waits until it runs.
 fn start_hanging_run(p: &Project) -> std::process::Child {
-    let child = with_fakes(p, &["run"], json!([{"mode": "hang"}])).spawn();
+    let child = with_fakes(p, &["run"], &json!([{"mode": "hang"}])).spawn();
     let deadline = Instant::now() + Duration::from_secs(30);
     while calls(p).is_empty() {
         assert!(Instant::now() < deadline, "the generator never started");
@@ -796,7 +796,7 @@ fn start_hanging_run(p: &Project) -> std::process::Child {
 }
 
 fn interrupt(child: std::process::Child) -> std::process::Output {
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id().cast_signed(), libc::SIGINT) };
     child.wait_with_output().unwrap()
 }
 
@@ -826,7 +826,7 @@ fn ctrl_c_mid_generator_exits_130_and_leaves_valid_state() {
     assert_eq!(p.read(".loop/progress.md"), progress);
     assert_eq!(runs(&p).last().unwrap()["status"], "interrupted");
     // The lock went with the process: the next run starts.
-    run_with(&p, &["run", "1"], json!([builds("US-001", "a.txt"), passes()])).code(2);
+    run_with(&p, &["run", "1"], &json!([builds("US-001", "a.txt"), passes()])).code(2);
 }
 
 // ---------------------------------------------------------------- plan
@@ -853,7 +853,7 @@ fn plan_turns_the_spec_into_a_valid_prd() {
     let out = run_with(
         &p,
         &["plan"],
-        json!([{"write": {".loop/prd.draft.json": draft(2)}, "text": "Wrote the draft."}]),
+        &json!([{"write": {".loop/prd.draft.json": draft(2)}, "text": "Wrote the draft."}]),
     )
     .ok();
     out.stderr.contains("wrote .loop/prd.json with 2 stories").then_some(()).expect(&out.stderr);
@@ -890,11 +890,11 @@ fn plan_reads_a_spec_path_from_the_directory_it_was_typed_in() {
         .file("SPEC.md", "the wrong spec: the project root's\n")
         .file("docs/SPEC.md", "# csvtool\n\nThe spec in docs/.\n");
     let entries = json!([{"write": {".loop/prd.draft.json": draft(1)}}]);
-    run_with(&p, &["-C", "docs", "plan", "SPEC.md"], entries.clone()).ok();
+    run_with(&p, &["-C", "docs", "plan", "SPEC.md"], &entries.clone()).ok();
     let prompt = calls(&p)[0]["prompt"].as_str().unwrap().to_string();
     assert!(prompt.contains("The spec in docs/."), "{prompt}");
     assert!(!prompt.contains("the wrong spec"), "{prompt}");
-    run_with(&p, &["-C", "docs", "plan", "NOPE.md", "--force"], entries)
+    run_with(&p, &["-C", "docs", "plan", "NOPE.md", "--force"], &entries)
         .code(1)
         .stderr_has(&format!("{}: no such file", p.path("docs/NOPE.md").display()));
 }
@@ -905,7 +905,7 @@ fn plan_gives_the_agent_the_errors_once_and_accepts_the_fix() {
     let out = run_with(
         &p,
         &["plan", "--text", "A CLI that converts CSV to JSON"],
-        json!([{"text": "```json\n{\"stories\": []}\n```"}, {"text": format!("Here it is:\n```json\n{}\n```", draft(1))}]),
+        &json!([{"text": "```json\n{\"stories\": []}\n```"}, {"text": format!("Here it is:\n```json\n{}\n```", draft(1))}]),
     )
     .ok();
     assert!(out.stderr.contains("asking the agent to fix them"), "{}", out.stderr);
@@ -925,7 +925,7 @@ fn plan_keeps_a_still_invalid_draft_and_exits_1() {
     let out = run_with(
         &p,
         &["plan"],
-        json!([{"text": "I could not decide."}, {"write": {".loop/prd.draft.json": bad}}]),
+        &json!([{"text": "I could not decide."}, {"write": {".loop/prd.draft.json": bad}}]),
     )
     .code(1);
     for part in [
@@ -943,13 +943,17 @@ fn plan_keeps_a_still_invalid_draft_and_exits_1() {
 #[test]
 fn plan_does_not_replace_unfinished_stories_without_force() {
     let p = loop_project("prd.json");
-    let plan = with_fakes(&p, &["plan", "--text", "x"], json!([]));
+    let plan = with_fakes(&p, &["plan", "--text", "x"], &json!([]));
     let before = p.snapshot();
     plan.run().code(1).stderr_has("3 unfinished stories").stderr_has("--force");
     assert!(calls(&p).is_empty());
     assert_eq!(p.snapshot(), before);
-    run_with(&p, &["plan", "--text", "x", "--force"], json!([{"write": {".loop/prd.draft.json": draft(1)}}]))
-        .ok();
+    run_with(
+        &p,
+        &["plan", "--text", "x", "--force"],
+        &json!([{"write": {".loop/prd.draft.json": draft(1)}}]),
+    )
+    .ok();
     assert_eq!(json_file(&p, ".loop/prd.json")["userStories"].as_array().unwrap().len(), 1);
 }
 
@@ -960,7 +964,7 @@ fn plan_puts_back_a_prd_the_agent_overwrote_when_its_plan_is_invalid() {
     let out = run_with(
         &p,
         &["plan", "--text", "x", "--force"],
-        json!([{"write": {".loop/prd.json": "{\"tasks\": []}"}}]),
+        &json!([{"write": {".loop/prd.json": "{\"tasks\": []}"}}]),
     )
     .code(1);
     assert!(out.stderr.contains("changed .loop/prd.json itself; it was put back"), "{}", out.stderr);
@@ -988,7 +992,7 @@ fn agent_flags_and_the_config_model_choose_who_runs() {
     let mut config = json_file(&p, ".loop/config.json");
     config["model"] = json!("model-for-tests");
     let p = p.file(".loop/config.json", &serde_json::to_string_pretty(&config).unwrap());
-    run_with(&p, &["run", "1", "--eval-agent", "reviewer"], json!([builds("US-001", "a.txt"), passes()]))
+    run_with(&p, &["run", "1", "--eval-agent", "reviewer"], &json!([builds("US-001", "a.txt"), passes()]))
         .code(2)
         .stderr_has("Eval: on (reviewer");
     let agents: Vec<Value> = runs(&p).iter().map(|r| r["agent"].clone()).collect();
@@ -1009,7 +1013,7 @@ fn prd_and_progress_stay_valid_while_the_loop_runs() {
     let mut child = with_fakes(
         &p,
         &["run"],
-        json!([
+        &json!([
             slow(builds("US-001", "a.txt")),
             slow(rejects("again")),
             slow(builds("US-001", "b.txt")),
@@ -1039,7 +1043,7 @@ fn prd_and_progress_stay_valid_while_the_loop_runs() {
 #[test]
 fn a_failed_evaluator_records_nothing_and_the_loop_goes_on() {
     let p = loop_project("prd.json");
-    let out = run_with(&p, &["run", "1"], json!([builds("US-001", "a.txt"), {"mode": "fail"}])).code(2);
+    let out = run_with(&p, &["run", "1"], &json!([builds("US-001", "a.txt"), {"mode": "fail"}])).code(2);
     assert!(out.stderr.contains("the evaluator failed (failed"), "{}", out.stderr);
     assert_eq!(json_file(&p, ".loop/prd.json"), fixture_json("loop/prd.json"), "a crash is not a rejection");
     assert!(progress_verdicts(&p).is_empty());
@@ -1052,7 +1056,7 @@ fn a_prd_broken_by_an_agent_stops_the_loop_and_is_not_overwritten() {
     let out = run_with(
         &p,
         &["run"],
-        json!([{"write": {".loop/prd.json": "{\"userStories\": [\n"}, "text": "Oops."}, passes()]),
+        &json!([{"write": {".loop/prd.json": "{\"userStories\": [\n"}, "text": "Oops."}, passes()]),
     )
     .code(1);
     assert!(out.stderr.contains(".loop/prd.json:2:"), "{}", out.stderr);
@@ -1087,7 +1091,7 @@ fn explore_and_fix_modes_use_their_prompts_and_budgets() {
 #[test]
 fn plan_reads_the_spec_from_stdin_with_a_dash() {
     let p = Project::git();
-    with_fakes(&p, &["plan", "-"], json!([{"write": {".loop/prd.draft.json": draft(1)}}]))
+    with_fakes(&p, &["plan", "-"], &json!([{"write": {".loop/prd.draft.json": draft(1)}}]))
         .stdin("# From a pipe\n\nA CLI that converts CSV to JSON.\n")
         .run()
         .ok();

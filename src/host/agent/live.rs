@@ -18,20 +18,20 @@ const SUMMARY_CHARS: usize = 120;
 
 /// How the run is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     Live,
     Plain,
     None,
 }
 
-pub enum View {
+pub(crate) enum View {
     Live(Live),
     Plain(Plain),
     None,
 }
 
 impl View {
-    pub fn new(mode: Mode, agent: &str, label: &str) -> Self {
+    pub(crate) fn new(mode: Mode, agent: &str, label: &str) -> Self {
         match mode {
             Mode::Live => View::Live(Live::start(agent, label)),
             Mode::Plain => View::Plain(Plain { prefix: format!("[{agent}]"), pending: String::new() }),
@@ -41,7 +41,7 @@ impl View {
 
     /// Text the agent wrote. `delta` text continues the previous piece
     /// (streamed chunks); other text is a message of its own.
-    pub fn text(&mut self, text: &str, delta: bool) {
+    pub(crate) fn text(&mut self, text: &str, delta: bool) {
         match self {
             View::Live(live) => live.text(text, delta),
             View::Plain(plain) => plain.text(text, delta),
@@ -50,7 +50,7 @@ impl View {
     }
 
     /// The agent started a tool.
-    pub fn tool(&mut self, tool: &str, summary: &str) {
+    pub(crate) fn tool(&mut self, tool: &str, summary: &str) {
         if matches!(self, View::None) {
             return;
         }
@@ -64,7 +64,7 @@ impl View {
     }
 
     /// A note worth a line of its own (a failed tool, an error event).
-    pub fn note(&mut self, text: &str) {
+    pub(crate) fn note(&mut self, text: &str) {
         match self {
             View::Live(live) => live.line(text),
             View::Plain(plain) => plain.line(text),
@@ -73,7 +73,7 @@ impl View {
     }
 
     /// Ends the view: the status line is removed, pending text flushed.
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         match self {
             View::Live(live) => live.finish(),
             View::Plain(plain) => plain.flush(),
@@ -121,7 +121,7 @@ fn fit(line: &str, width: usize) -> String {
 }
 
 /// Plain lines for logs and pipes.
-pub struct Plain {
+pub(crate) struct Plain {
     prefix: String,
     /// Streamed text not yet ended by a newline.
     pending: String,
@@ -207,7 +207,7 @@ impl Status {
 
 /// The status line, redrawn by a ticker thread so the clock moves while the
 /// agent is silent.
-pub struct Live {
+pub(crate) struct Live {
     status: Arc<Mutex<Status>>,
     stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,

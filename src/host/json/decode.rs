@@ -14,9 +14,9 @@ use super::KeySeed;
 
 /// A Rhai value read from JSON: objects become maps, arrays arrays, numbers
 /// integers when they fit in an `i64` and floats otherwise. An object that
-/// gives a key twice is an error (serde_json would keep the last value and
+/// gives a key twice is an error (`serde_json` would keep the last value and
 /// lose the first without a word).
-pub struct RhaiValue(pub Dynamic);
+pub(crate) struct RhaiValue(pub(crate) Dynamic);
 
 impl<'de> serde::Deserialize<'de> for RhaiValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -41,6 +41,9 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Dynamic::from_int(v))
     }
 
+    // Scripts have i64 and f64 only: a larger whole number becomes the
+    // nearest float, as in JavaScript.
+    #[allow(clippy::cast_precision_loss)]
     fn visit_u64<E>(self, v: u64) -> Result<Dynamic, E> {
         Ok(i64::try_from(v).map_or_else(|_| Dynamic::from_float(v as f64), Dynamic::from_int))
     }

@@ -11,7 +11,7 @@ use handlebars::template::{Parameter, TemplateElement};
 use handlebars::{Handlebars, Template};
 
 /// Deepest chain of partials within partials that a template may have.
-pub const MAX_DEPTH: usize = 32;
+pub(crate) const MAX_DEPTH: usize = 32;
 
 /// The partial block handlebars passes into a partial; it renders the
 /// caller's content, not a partial of its own.
@@ -20,7 +20,7 @@ const PARTIAL_BLOCK: &str = "@partial-block";
 /// Fails when `template` (registered as `origin`) includes a partial that
 /// includes itself, nests partials deeper than `MAX_DEPTH`, or names a
 /// partial by an expression that cannot be followed before rendering.
-pub fn check(origin: &str, template: &Template, registry: &Handlebars<'_>) -> Result<(), String> {
+pub(crate) fn check(origin: &str, template: &Template, registry: &Handlebars<'_>) -> Result<(), String> {
     let mut inline = HashMap::new();
     collect_inline(template, &mut inline);
     let mut walk = Walk { origin, inline, registry, chain: vec![origin.to_string()] };

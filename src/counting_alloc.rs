@@ -18,7 +18,7 @@ static BIG_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// Bytes held in blocks of 64 KiB or more (0 unless the binary installed
 /// [`Counting`] as its allocator).
-pub fn big_bytes() -> usize {
+pub(crate) fn big_bytes() -> usize {
     BIG_BYTES.load(Relaxed)
 }
 
@@ -27,9 +27,10 @@ pub struct Counting<A>(pub A);
 
 fn counted(size: usize, add: bool) {
     if size >= BIG_BLOCK {
-        match add {
-            true => BIG_BYTES.fetch_add(size, Relaxed),
-            false => BIG_BYTES.fetch_sub(size, Relaxed),
+        if add {
+            BIG_BYTES.fetch_add(size, Relaxed)
+        } else {
+            BIG_BYTES.fetch_sub(size, Relaxed)
         };
     }
 }

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::cancel;
 
 /// The environment variable that marks a supervised child's processes.
-pub const MARKER_VAR: &str = "ALOOP_SUPERVISED";
+pub(crate) const MARKER_VAR: &str = "ALOOP_SUPERVISED";
 
 /// Makes aloop a child subreaper, so that orphaned descendants are
 /// reparented to it rather than to init. Call once at start.
@@ -36,7 +36,7 @@ pub fn init() {
 }
 
 /// A new marker value, unique within this aloop and across aloops.
-pub fn new_marker() -> String {
+pub(crate) fn new_marker() -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(1);
     format!("{}.{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
@@ -55,13 +55,13 @@ struct Proc {
 
 /// A live process of the child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Member {
-    pub pid: i32,
-    pub pgid: i32,
+pub(crate) struct Member {
+    pub(crate) pid: i32,
+    pub(crate) pgid: i32,
 }
 
 /// The processes of one supervised child.
-pub struct Tree {
+pub(crate) struct Tree {
     leader: i32,
     /// `MARKER_VAR=value`, as it appears in /proc/PID/environ.
     marker: Vec<u8>,
@@ -70,14 +70,14 @@ pub struct Tree {
 }
 
 impl Tree {
-    pub fn new(leader: i32, marker: &str) -> Self {
+    pub(crate) fn new(leader: i32, marker: &str) -> Self {
         Self { leader, marker: format!("{MARKER_VAR}={marker}").into_bytes(), known: HashMap::new() }
     }
 
     /// Looks at /proc: records and returns the child's live processes (the
     /// leader among them until it is reaped), and reaps the zombies among
     /// aloop's orphans.
-    pub fn refresh(&mut self) -> Vec<Member> {
+    pub(crate) fn refresh(&mut self) -> Vec<Member> {
         // With no child at all, aloop has no descendant either (an orphan of
         // the child would be aloop's own), so there is nothing to look for:
         // the usual case at the end of a call, and a /proc scan saved.
@@ -86,7 +86,7 @@ impl Tree {
             return Vec::new();
         }
         let procs = scan();
-        let me = std::process::id() as i32;
+        let me = std::process::id().cast_signed();
         // SAFETY: getpgrp(2) has no preconditions.
         let my_pgid = unsafe { libc::getpgrp() };
         let mut children: HashMap<i32, Vec<usize>> = HashMap::new();
@@ -144,7 +144,7 @@ fn has_children() -> bool {
         libc::waitid(
             libc::P_ALL,
             0,
-            &mut info,
+            &raw mut info,
             libc::WEXITED | libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT,
         )
     };
@@ -194,13 +194,13 @@ fn environ_has(pid: i32, var: &[u8]) -> bool {
         .is_ok_and(|env| env.split(|&b| b == 0).any(|entry| entry == var))
 }
 
-/// Sets up the child, between fork and exec, to be SIGKILLed when aloop
+/// Sets up the child, between fork and exec, to get SIGKILL when aloop
 /// dies, and ends it if aloop already died (then it was reparented before
 /// prctl could take effect). The signal comes when the *thread* that forked
 /// exits, so children are spawned from the thread that runs the script,
 /// which lives as long as aloop. It covers the child itself: what the child
 /// starts does not inherit it.
-pub fn die_with_parent(parent: i32) -> io::Result<()> {
+pub(crate) fn die_with_parent(parent: i32) -> io::Result<()> {
     // SAFETY: prctl(2), getppid(2) and _exit(2) are async-signal-safe, as
     // code between fork and exec must be; nothing is allocated.
     unsafe {
@@ -229,7 +229,7 @@ mod tests {
 
     #[test]
     fn finds_this_process_and_its_parent() {
-        let me = std::process::id() as i32;
+        let me = std::process::id().cast_signed();
         let procs = scan();
         let mine = procs.iter().find(|p| p.pid == me).expect("this process is listed");
         // SAFETY: getppid(2) has no preconditions.

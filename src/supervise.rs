@@ -3,7 +3,7 @@
 //! (any output byte counts as activity), and termination of every process of
 //! the child, also those that left its group (`tree`): SIGTERM, a grace
 //! period until all are gone, then SIGKILL, so that nothing outlives the
-//! call. The child itself is SIGKILLed if aloop dies. Used by `proc::run`
+//! call. The child itself gets SIGKILL if aloop dies. Used by `proc::run`
 //! and `agent::run`.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -22,7 +22,7 @@ use tree::Tree;
 
 /// Which output stream a piece of output came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
+pub(crate) enum Stream {
     Stdout,
     Stderr,
 }
@@ -31,7 +31,7 @@ pub enum Stream {
 /// an overlong line dropped), raw chunks as they arrive, or not at all (the
 /// child writes straight to our own stdout and stderr).
 #[derive(Debug, Clone, Copy)]
-pub enum Framing {
+pub(crate) enum Framing {
     Lines { max_line: usize },
     Chunks,
     Inherit,
@@ -39,16 +39,16 @@ pub enum Framing {
 
 /// Bounds on a run. `None` means no bound.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub total: Option<Duration>,
-    pub idle: Option<Duration>,
+pub(crate) struct Limits {
+    pub(crate) total: Option<Duration>,
+    pub(crate) idle: Option<Duration>,
     /// Time between SIGTERM and SIGKILL.
-    pub grace: Duration,
+    pub(crate) grace: Duration,
 }
 
 /// How a supervised run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
+pub(crate) enum Ending {
     Exited(Option<i32>),
     TimedOut,
     IdleTimedOut,
@@ -75,7 +75,7 @@ const LOOK_STOPPING: Duration = Duration::from_millis(20);
 const DRAIN: Duration = Duration::from_secs(2);
 
 /// A running child in its own process group.
-pub struct Supervised {
+pub(crate) struct Supervised {
     pgid: i32,
     /// The interrupt count when it started; only a newer interrupt stops it.
     generation: usize,
@@ -92,11 +92,11 @@ impl Supervised {
     /// forever), or stdin is /dev/null when there is none. The child is
     /// killed if aloop dies, so call this from a thread that lives as long as
     /// aloop (see `tree::die_with_parent`).
-    pub fn spawn(mut command: Command, stdin: Option<Vec<u8>>, framing: Framing) -> io::Result<Self> {
+    pub(crate) fn spawn(mut command: Command, stdin: Option<Vec<u8>>, framing: Framing) -> io::Result<Self> {
         let captured = !matches!(framing, Framing::Inherit);
         let output = || if captured { Stdio::piped() } else { Stdio::inherit() };
         let marker = tree::new_marker();
-        let parent = std::process::id() as i32;
+        let parent = std::process::id().cast_signed();
         command
             .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(output())
@@ -106,7 +106,7 @@ impl Supervised {
         // SAFETY: the hook only makes async-signal-safe calls (see die_with_parent).
         unsafe { command.pre_exec(move || tree::die_with_parent(parent)) };
         let mut child = command.spawn()?;
-        let pgid = child.id() as i32;
+        let pgid = child.id().cast_signed();
         let guard = cancel::GroupGuard::new(pgid);
         // Few slots: each holds up to a batch of lines or a 64 KiB chunk, and
         // a full channel makes the readers wait (bounded memory).
@@ -140,7 +140,7 @@ impl Supervised {
     /// `limits.grace` to end, all of them; what is left then gets SIGKILL.
     /// When the leader exits on its own, whatever it left running is stopped
     /// the same way, so nothing of the child outlives the call.
-    pub fn drive<E>(
+    pub(crate) fn drive<E>(
         mut self,
         limits: Limits,
         mut on_output: impl FnMut(Stream, &[u8], bool) -> Result<(), E>,
@@ -287,7 +287,7 @@ fn next_wake(
 }
 
 /// The exit code, or 128 + signal for a child killed by a signal.
-pub fn exit_code(status: ExitStatus) -> Option<i32> {
+pub(crate) fn exit_code(status: ExitStatus) -> Option<i32> {
     status.code().or_else(|| status.signal().map(|s| 128 + s))
 }
 
@@ -306,7 +306,7 @@ fn spawn_reader(pipe: impl Read + Send + 'static, stream: Stream, framing: Frami
                 };
                 // Bytes that end no line still count as output, reported at
                 // most once per ACTIVITY_EVERY (not per byte of a progress bar).
-                let mut reported = Instant::now() - ACTIVITY_EVERY;
+                let mut reported = Instant::now().checked_sub(ACTIVITY_EVERY).unwrap_or_else(Instant::now);
                 let result = read_pieces(pipe, max_line, |piece| match piece {
                     Piece::Line(line, cut) => {
                         bytes += line.len();
@@ -367,7 +367,7 @@ const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// everything read so far was reported and the next read may wait; then
 /// `partial` says that bytes of an unfinished line were read since the
 /// last report.
-pub enum Piece {
+pub(crate) enum Piece {
     Line(Vec<u8>, bool),
     Waiting { partial: bool },
 }
@@ -388,7 +388,11 @@ pub fn read_lines(
 
 /// `read_lines`, also saying when the lines read so far are all out and the
 /// next read may wait. `emit` returns false to stop.
-pub fn read_pieces(pipe: impl Read, max_line: usize, mut emit: impl FnMut(Piece) -> bool) -> io::Result<()> {
+pub(crate) fn read_pieces(
+    pipe: impl Read,
+    max_line: usize,
+    mut emit: impl FnMut(Piece) -> bool,
+) -> io::Result<()> {
     let mut reader = BufReader::with_capacity(64 * 1024, pipe);
     let mut line = Vec::new();
     let mut cut = false;
