@@ -134,15 +134,19 @@ fn append(host: &SharedHost, path: &str, text: &str) -> Fallible<()> {
         .map_err(|e| raise(format!("appending to {path}: {e}")))
 }
 
+/// Opens the directory holding `path` for removing it; `None` when a
+/// folder on the way is missing (so there is nothing to remove).
+fn open_to_remove(host: &SharedHost, path: &str) -> Fallible<Option<Target>> {
+    match host.roots.open(path, Access::Remove, "removing") {
+        Ok(target) => Ok(Some(target)),
+        Err(HostError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(raise(e)),
+    }
+}
+
 /// Removes a file (a link itself, never its target); whether there was one.
 fn remove(host: &SharedHost, path: &str) -> Fallible<bool> {
-    let target = match host.roots.open(path, Access::Remove, "removing") {
-        Ok(target) => target,
-        Err(HostError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(false)
-        }
-        Err(e) => return Err(raise(e)),
-    };
+    let Some(target) = open_to_remove(host, path)? else { return Ok(false) };
     match rustix::fs::unlinkat(&target.dir, file_name(&target, path)?, rustix::fs::AtFlags::empty()) {
         Ok(()) => Ok(true),
         Err(rustix::io::Errno::NOENT) => Ok(false),
@@ -153,13 +157,7 @@ fn remove(host: &SharedHost, path: &str) -> Fallible<bool> {
 /// Removes a directory tree (or a file, or a link) without following any
 /// link; refuses the roots themselves.
 fn remove_all(host: &SharedHost, path: &str) -> Fallible<bool> {
-    let target = match host.roots.open(path, Access::Remove, "removing") {
-        Ok(target) => target,
-        Err(HostError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(false)
-        }
-        Err(e) => return Err(raise(e)),
-    };
+    let Some(target) = open_to_remove(host, path)? else { return Ok(false) };
     let Some(name) = &target.name else {
         return fail(format!("fs::remove_all: refusing to remove {path}, a root itself"));
     };
