@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::Project;
 
@@ -165,13 +165,12 @@ fn hardening_a_fifo_prd_fails_fast() {
     let p = loop_project();
     std::fs::remove_file(p.path(".loop/prd.json")).unwrap();
     mkfifo(&p.path(".loop/prd.json"));
-    let start = Instant::now();
+    // A hang is killed at the timeout and then fails on its exit code.
     p.aloop(&["status"])
         .timeout(Duration::from_secs(20))
         .run()
         .code(1)
         .stderr_has(".loop/prd.json: is a FIFO, not a regular file");
-    assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
 }
 
 /// `/dev/zero` as commands.toml or as a script, and a FIFO read by a
@@ -183,7 +182,6 @@ fn hardening_devices_and_fifos_are_refused_by_name() {
     link(Path::new("/dev/zero"), &p.path("zero.rhai"));
     link(Path::new("/dev/zero"), &p.path(".loop/scripts/zero.rhai"));
     mkfifo(&p.path("pipe"));
-    let start = Instant::now();
     // The host's own commands get a warning (and here the script's own
     // error); a workflow command stops with the error.
     p.aloop(&["script", "list"])
@@ -208,7 +206,6 @@ fn hardening_devices_and_fifos_are_refused_by_name() {
         .code(1)
         .stderr_has("./zero.rhai: is a character device, not a regular file");
     p.aloop(&["exec", "r.rhai"]).timeout(Duration::from_secs(20)).run().code(1).stderr_has("pipe: is a FIFO");
-    assert!(start.elapsed() < Duration::from_secs(15), "took {:?}", start.elapsed());
 }
 
 /// An append that does not fit (`ulimit -f`, like a full disk) is rolled
