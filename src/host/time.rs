@@ -3,13 +3,14 @@
 //! offset, for everything but `unix_ms`, so schedules can be tested at any
 //! hour; `unix_ms` is always the real clock, for measuring durations.
 
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use chrono::format::{Item, StrftimeItems};
+use chrono::format::{Fixed, Item, StrftimeItems};
 use chrono::{DateTime, FixedOffset, Local, Offset, SecondsFormat, TimeZone, Timelike, Utc};
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
+use jiff::tz::TimeZoneDatabase;
+use jiff::Timestamp;
 use rhai::Module;
 
 use super::{fail, raise, Fallible};
@@ -36,37 +37,61 @@ fn parse(text: &str) -> Fallible<i64> {
 
 /// A time zone a script names: "local" (the offset of `ALOOP_NOW` when it is
 /// set, else the system's zone with its daylight saving), "UTC", or an IANA
-/// name such as "Europe/Berlin".
+/// name such as "Europe/Berlin", read from the system's tz database
+/// (/usr/share/zoneinfo, or `TZDIR`) so the binary carries no copy of it.
 enum Zone {
     Fixed(FixedOffset),
     Local,
-    Named(chrono_tz::Tz),
+    Named(jiff::tz::TimeZone),
 }
 
 impl Zone {
     fn named(name: &str) -> Fallible<Zone> {
-        if name != "local" {
-            return chrono_tz::Tz::from_str(name).map(Zone::Named).map_err(|_| {
-                raise(format!(
-                    "'{name}' is not a time zone: use local, UTC or an IANA name such as Europe/Berlin"
-                ))
-            });
+        match name {
+            "local" => Ok(match overridden() {
+                Some(_) => Zone::Fixed(*now().map_err(raise)?.offset()),
+                None => Zone::Local,
+            }),
+            "UTC" => Ok(Zone::Named(jiff::tz::TimeZone::UTC)),
+            _ => lookup(jiff::tz::db(), name).map(Zone::Named),
         }
-        Ok(match overridden() {
-            Some(_) => Zone::Fixed(*now().map_err(raise)?.offset()),
-            None => Zone::Local,
-        })
     }
 }
 
+/// The IANA zone `name` in `db`; a machine without a tz database is told so,
+/// rather than that Europe/Berlin does not exist.
+fn lookup(db: &TimeZoneDatabase, name: &str) -> Fallible<jiff::tz::TimeZone> {
+    db.get(name).map_err(|_| {
+        raise(if db.is_definitively_empty() {
+            format!(
+                "'{name}' cannot be looked up: this machine has no time zone database in /usr/share/zoneinfo \
+                 (install the tzdata package, or set TZDIR to one)"
+            )
+        } else {
+            format!("'{name}' is not a time zone: use local, UTC or an IANA name such as Europe/Berlin")
+        })
+    })
+}
+
+/// The offset of the named zone `z` at the instant `unix`, and its
+/// abbreviation there ("CET", "CEST").
+fn offset_at(z: &jiff::tz::TimeZone, unix: i64) -> Fallible<(FixedOffset, String)> {
+    let instant = Timestamp::from_second(unix).map_err(|_| unrepresentable(unix))?;
+    let info = z.to_offset_info(instant);
+    let offset = FixedOffset::east_opt(info.offset().seconds()).ok_or_else(|| unrepresentable(unix))?;
+    Ok((offset, info.abbreviation().to_string()))
+}
+
+fn unrepresentable(unix: i64) -> Box<rhai::EvalAltResult> {
+    raise(format!("{unix} is not a representable time"))
+}
+
 /// Evaluates `$body` with `$t` bound to the instant `$unix` seen in `$zone`:
-/// one generic body for the three kinds of zone.
+/// one generic body for the kinds of zone. A named zone becomes its offset at
+/// that instant, which is right for that one instant only.
 macro_rules! in_zone {
     ($zone:expr, $unix:expr, |$t:ident| $body:expr) => {{
-        let utc = Utc
-            .timestamp_opt($unix, 0)
-            .single()
-            .ok_or_else(|| raise(format!("{} is not a representable time", $unix)))?;
+        let utc = Utc.timestamp_opt($unix, 0).single().ok_or_else(|| unrepresentable($unix))?;
         match $zone {
             Zone::Fixed(z) => {
                 let $t = utc.with_timezone(&z);
@@ -77,7 +102,7 @@ macro_rules! in_zone {
                 $body
             }
             Zone::Named(z) => {
-                let $t = utc.with_timezone(&z);
+                let $t = utc.with_timezone(&offset_at(&z, $unix)?.0);
                 $body
             }
         }
@@ -91,12 +116,22 @@ fn rfc3339(unix: i64) -> Fallible<String> {
 
 /// `unix` in zone `tz` through a strftime format ("%Y-%m-%d %H:%M %Z").
 fn format(unix: i64, fmt: &str, tz: &str) -> Fallible<String> {
-    let items =
+    let mut items =
         StrftimeItems::new(fmt).parse().map_err(|_| raise(format!("'{fmt}' is not a strftime format")))?;
     if items.iter().any(|i| matches!(i, Item::Error)) {
         return fail(format!("'{fmt}' is not a strftime format"));
     }
-    in_zone!(Zone::named(tz)?, unix, |t| Ok(t.format_with_items(items.iter()).to_string()))
+    let zone = Zone::named(tz)?;
+    if let Zone::Named(z) = &zone {
+        // A fixed offset writes %Z as "+01:00": the zone's abbreviation goes in its place.
+        let abbreviation: Box<str> = offset_at(z, unix)?.1.into();
+        for item in &mut items {
+            if matches!(item, Item::Fixed(Fixed::TimezoneName)) {
+                *item = Item::OwnedLiteral(abbreviation.clone());
+            }
+        }
+    }
+    in_zone!(zone, unix, |t| Ok(t.format_with_items(items.iter()).to_string()))
 }
 
 /// The local offset from UTC of now, in seconds (3600 for UTC+01:00).
@@ -157,7 +192,17 @@ fn cron_next(expr: &str, tz: &str) -> Fallible<i64> {
     let cron = cron(expr)?;
     let unix = now().map_err(raise)?.timestamp();
     let never = |_| raise(format!("the cron expression '{expr}' never fires"));
-    in_zone!(Zone::named(tz)?, unix, |t| Ok(cron.find_next_occurrence(&t, false).map_err(never)?.timestamp()))
+    match Zone::named(tz)? {
+        // A named zone's offset changes across the year (daylight saving), so
+        // the search walks jiff's zoned time rather than one fixed offset.
+        Zone::Named(z) => {
+            let start = Timestamp::from_second(unix).map_err(|_| unrepresentable(unix))?.to_zoned(z);
+            Ok(cron.find_next_occurrence(&start, false).map_err(never)?.timestamp().as_second())
+        }
+        zone => {
+            in_zone!(zone, unix, |t| Ok(cron.find_next_occurrence(&t, false).map_err(never)?.timestamp()))
+        }
+    }
 }
 
 /// Sleeps in slices so that Ctrl-C ends the wait at once.
@@ -213,4 +258,21 @@ pub(crate) fn module(host: &SharedHost) -> Module {
     let h = host.clone();
     primitive!(m, "sleep", |secs: f64| sleep(&h, secs));
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_machine_without_a_tz_database_is_told_so() {
+        let err = lookup(&TimeZoneDatabase::none(), "Europe/Berlin").err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "Runtime error: 'Europe/Berlin' cannot be looked up: this machine has no time zone database \
+                 in /usr/share/zoneinfo (install the tzdata package, or set TZDIR to one)"
+            )
+        );
+    }
 }

@@ -238,6 +238,23 @@ try { time::format(0, "%Q"); } catch (err) { print(err); }
 }
 
 #[test]
+fn cron_next_in_a_named_zone_follows_its_daylight_saving() {
+    let script = r#"
+let next = time::cron_next("30 2 * * *", "Europe/Berlin");
+print(time::format(next, "%Y-%m-%d %H:%M %Z", "Europe/Berlin"));
+"#;
+    let p = Project::new().file("c.rhai", script);
+    let next_after = |now: &str| p.aloop(&["exec", "c.rhai"]).env("ALOOP_NOW", now).run().ok().stdout;
+    // 29 March 2026 skips 02:00-03:00 in Berlin, so that day's 02:30 runs at
+    // 03:00; the next day's 02:30 is summer time.
+    assert_eq!(next_after("2026-03-28T12:00:00+01:00"), "2026-03-29 03:00 CEST\n");
+    assert_eq!(next_after("2026-03-29T03:10:00+02:00"), "2026-03-30 02:30 CEST\n");
+    // 25 October 2026 goes through 02:30 twice: it fires at the first only.
+    assert_eq!(next_after("2026-10-24T12:00:00+02:00"), "2026-10-25 02:30 CEST\n");
+    assert_eq!(next_after("2026-10-25T02:40:00+02:00"), "2026-10-26 02:30 CET\n");
+}
+
+#[test]
 fn proc_quote_joins_argv_for_a_posix_shell() {
     let script = r#"
 print(proc::quote(["echo", "plain", "a b", "it's", "x=8%", "", "$HOME", "ünï"]));
