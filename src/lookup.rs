@@ -166,8 +166,7 @@ impl Lookup {
                     path: Some(path),
                     text: Cow::Owned(text),
                 }),
-                Err(crate::error::HostError::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }
         }

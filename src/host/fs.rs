@@ -42,11 +42,12 @@ fn file_name<'a>(target: &'a Target, path: &str) -> Fallible<&'a str> {
 /// Reads a text file.
 fn read(host: &SharedHost, path: &str) -> Fallible<String> {
     let target = open(host, path, Access::Read, "reading")?;
-    read::read_at(target.dir.as_fd(), file_name(&target, path)?, path).map_err(|e| match e {
-        HostError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+    read::read_at(target.dir.as_fd(), file_name(&target, path)?, path).map_err(|e| {
+        if e.is_not_found() {
             raise(format!("{path}: no such file"))
+        } else {
+            raise(e)
         }
-        other => raise(other),
     })
 }
 
@@ -76,7 +77,7 @@ fn write_json(host: &SharedHost, path: &str, value: &Dynamic, first: &[String]) 
     let target = open(host, path, Access::Write, "writing")?;
     let old_text = match read::read_at(target.dir.as_fd(), file_name(&target, path)?, path) {
         Ok(text) => text,
-        Err(HostError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) if e.is_not_found() => String::new(),
         Err(e) => return Err(raise(e)),
     };
     let old_order: Option<json::KeyOrder> = if old_text.trim().is_empty() {
@@ -139,7 +140,7 @@ fn append(host: &SharedHost, path: &str, text: &str) -> Fallible<()> {
 fn open_to_remove(host: &SharedHost, path: &str) -> Fallible<Option<Target>> {
     match host.roots.open(path, Access::Remove, "removing") {
         Ok(target) => Ok(Some(target)),
-        Err(HostError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(raise(e)),
     }
 }
