@@ -762,3 +762,15 @@ fn the_documented_example_adapter_works() {
     let cmd = argv(&project, "ollama", "#{prompt: \"p\"}");
     assert_eq!(cmd["args"], json!(["run", "llama3.2"]));
 }
+
+#[test]
+fn a_limit_event_makes_the_run_limited_with_its_reset_time() {
+    let adapter = "fn command(req) { #{ program: \"sh\", args: [\"-c\", \"echo limit; exit 1\"] } }\n\
+                   fn parse(line) { #{ kind: \"limit\", text: \"usage limit reached\", resets_at: 1762952400 } }\n";
+    let project = Project::git().home_file("scripts/agents/capped.rhai", adapter);
+    let r = result(&agent_run(&project, "capped", "#{prompt: \"p\"}").run().ok());
+    assert_eq!(r["status"], "limited", "{r}");
+    assert_eq!(r["error"], "usage limit reached");
+    assert_eq!(r["resets_at"], 1_762_952_400);
+    assert_eq!(r["exit_code"], 1);
+}

@@ -125,6 +125,9 @@ pub(super) struct Collector {
     pub(super) input_tokens: Option<f64>,
     pub(super) output_tokens: Option<f64>,
     pub(super) session_id: Option<String>,
+    /// A usage or rate limit the agent reported: its message and, when the
+    /// message says, the reset time (unix seconds).
+    pub(super) limit: Option<(String, Option<i64>)>,
     pub(super) tool_calls: i64,
     pub(super) tail: Tail,
     pub(super) cut_lines: i64,
@@ -160,6 +163,12 @@ impl Collector {
                 view.note(&format!("✗ tool failed: {}", summary.lines().next().unwrap_or("")));
             }
             "notice" => view.note(&string(event, "text").unwrap_or_default()),
+            "limit" => {
+                let text = string(event, "text").unwrap_or_else(|| "usage limit reached".into());
+                view.note(&format!("limit: {text}"));
+                let resets_at = event.get("resets_at").and_then(|v| v.as_int().ok());
+                self.limit = Some((text.into(), resets_at));
+            }
             "error" => {
                 let text = string(event, "text").unwrap_or_else(|| "unknown error".into());
                 view.note(&format!("error: {text}"));

@@ -48,6 +48,8 @@ fn result_map(name: &str, outcome: Outcome, collected: &Collector, start: Instan
     map.insert("output_tail".into(), collected.tail.text().into());
     map.insert("session_id".into(), collected.session_id.clone().map_or(Dynamic::UNIT, Dynamic::from));
     map.insert("tool_calls".into(), collected.tool_calls.into());
+    let resets_at = collected.limit.as_ref().and_then(|(_, at)| *at);
+    map.insert("resets_at".into(), resets_at.map_or(Dynamic::UNIT, Dynamic::from));
     map
 }
 
@@ -135,8 +137,13 @@ fn supervise(
         Ok::<(), Box<rhai::EvalAltResult>>(())
     });
     view.finish();
+    let ending = ending?;
+    if let (Some((message, _)), Ending::Exited(code)) = (&collected.limit, &ending) {
+        // A limit outranks how the process ended: the step is to be repeated.
+        return Ok(Outcome { status: "limited", exit_code: *code, error: Some(message.clone()) });
+    }
     let seconds = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64());
-    Ok(match ending? {
+    Ok(match ending {
         Ending::Interrupted => interrupted(),
         Ending::TimedOut => Outcome {
             status: "timeout",
