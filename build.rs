@@ -21,6 +21,8 @@ fn main() {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let mut files = Vec::new();
     for top in ["scripts", "prompts", "data"] {
+        // A package that lost a folder would build a binary without its workflows.
+        assert!(root.join(top).is_dir(), "{top}/ is missing from {}: the bundled files are built in", root.display());
         println!("cargo:rerun-if-changed={top}");
         collect(&root.join(top), &mut files);
     }
