@@ -22,7 +22,11 @@ fn main() {
     let mut files = Vec::new();
     for top in ["scripts", "prompts", "data"] {
         // A package that lost a folder would build a binary without its workflows.
-        assert!(root.join(top).is_dir(), "{top}/ is missing from {}: the bundled files are built in", root.display());
+        assert!(
+            root.join(top).is_dir(),
+            "{top}/ is missing from {}: the bundled files are built in",
+            root.display()
+        );
         println!("cargo:rerun-if-changed={top}");
         collect(&root.join(top), &mut files);
     }

@@ -15,6 +15,7 @@ use crate::engine::{self, ScriptSource};
 use crate::error::UsageError;
 use crate::lookup::{Kind, Layer};
 use crate::manifest::{self, Manifest};
+use crate::manual;
 use crate::paths::{self, beneath, Access, Roots};
 use crate::trust::Status;
 
@@ -53,6 +54,17 @@ pub fn run(argv: Vec<OsString>) -> Result<i32> {
         HostCommand::Prompt(action) => file_action(&host, &manifest, Kind::Prompt, action),
         HostCommand::Exec { target, pairs } => exec(&host, &target, &pairs),
         HostCommand::Trust { list, revoke } => trust(&host, list, revoke.as_deref()),
+        // Every command, the workflow ones too, as `aloop --help` lists them.
+        HostCommand::Completions { shell } => {
+            manual::completions(manifest.extend(Cli::command(), None, true)?, shell)
+        }
+        HostCommand::Man { words, out_dir } => {
+            let root = manifest.extend(Cli::command(), None, true)?;
+            match out_dir {
+                Some(dir) => manual::man_pages(root, &dir),
+                None => manual::man_page(root, &words),
+            }
+        }
     }
 }
 

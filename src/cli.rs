@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 /// The host's own command words (and clap's `help`), which no command
 /// manifest may take. A constant rather than asked of clap: building the
 /// command tree costs more than the rest of `aloop --version`.
-pub const HOST_WORDS: [&str; 5] = ["script", "prompt", "exec", "trust", "help"];
+pub const HOST_WORDS: [&str; 7] = ["script", "prompt", "exec", "trust", "completions", "man", "help"];
 
 #[derive(Debug, Parser)]
 #[command(
@@ -68,6 +68,29 @@ aloop trust --list     show what is trusted\n  aloop trust --revoke .loop/script
         #[arg(long, value_name = "PATH")]
         revoke: Option<PathBuf>,
     },
+    /// Print a shell's completion script for every command, the workflow ones included
+    #[command(
+        after_help = "Examples:\n  source <(aloop completions bash)                 for this shell\n  \
+aloop completions zsh > ~/.zfunc/_aloop           zsh (with ~/.zfunc on fpath)\n  \
+aloop completions fish > ~/.config/fish/completions/aloop.fish"
+    )]
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page of aloop or of one command, or write them all
+    #[command(after_help = "Examples:\n  aloop man | man -l -         aloop(1)\n  \
+aloop man iterate watch       aloop-iterate-watch(1)\n  \
+aloop man --out-dir ~/.local/share/man/man1")]
+    Man {
+        /// The command words (none for aloop itself)
+        #[arg(value_name = "COMMAND")]
+        words: Vec<String>,
+        /// Write a page for every command into DIR instead (aloop.1, aloop-run.1, ...)
+        #[arg(long, value_name = "DIR", conflicts_with = "words")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,9 +98,13 @@ pub(crate) enum FileAction {
     /// Every visible file, where it comes from, and whether it may run
     List,
     /// Print a file's text (the copy that lookup picks)
-    Show { name: String },
+    Show {
+        /// The name without its extension, such as loop/run or loop/generator/implement
+        name: String,
+    },
     /// Copy a bundled file into .loop/ to fork it
     Eject {
+        /// The name without its extension, such as loop/run or loop/generator/implement
         name: String,
         /// Replace an existing copy
         #[arg(long)]

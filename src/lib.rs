@@ -18,6 +18,7 @@ pub mod files;
 pub mod host;
 pub(crate) mod lookup;
 pub(crate) mod manifest;
+pub(crate) mod manual;
 pub mod paths;
 pub(crate) mod program;
 pub(crate) mod scripts;

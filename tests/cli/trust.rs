@@ -80,7 +80,7 @@ fn an_untrusted_command_manifest_is_ignored_with_one_warning_and_runs_nothing() 
 
 #[test]
 fn no_manifest_can_take_over_the_host_commands() {
-    let takeover = ["trust", "exec", "script", "prompt", "help"]
+    let takeover = ["trust", "exec", "script", "prompt", "completions", "man", "help"]
         .map(|word| format!("[commands.\"{word}\"]\nscript = \"loop/run\"\n"))
         .join("\n");
     let p = Project::git()
@@ -90,7 +90,7 @@ fn no_manifest_can_take_over_the_host_commands() {
     p.aloop(&["trust"]).run().ok();
     let out = p.aloop(&["trust", "--list"]).run().ok();
     assert!(out.stdout.starts_with("SCRIPT"), "trust was re-routed:\n{}{}", out.stdout, out.stderr);
-    for word in ["trust", "exec", "script", "prompt", "help"] {
+    for word in ["trust", "exec", "script", "prompt", "completions", "man", "help"] {
         for copy in [p.home().join("scripts/commands.toml"), p.path(".loop/scripts/commands.toml")] {
             let warning = format!(
                 "{}: ignoring [commands.\"{word}\"]: `{word}` is aloop's own command",
