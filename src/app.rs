@@ -13,11 +13,11 @@ use crate::cli::{Cli, FileAction, HostCommand, HOST_WORDS};
 use crate::context::{Host, SharedHost};
 use crate::engine::{self, ScriptSource};
 use crate::error::UsageError;
+use crate::listing;
 use crate::lookup::{Kind, Layer};
-use crate::manifest::{self, Manifest};
+use crate::manifest::Manifest;
 use crate::manual;
 use crate::paths::{self, beneath, Access, Roots};
-use crate::trust::Status;
 
 /// Runs aloop with these arguments and returns the exit code.
 pub fn run(argv: Vec<OsString>) -> Result<i32> {
@@ -53,7 +53,7 @@ pub fn run(argv: Vec<OsString>) -> Result<i32> {
         HostCommand::Script(action) => file_action(&host, &manifest, Kind::Script, action),
         HostCommand::Prompt(action) => file_action(&host, &manifest, Kind::Prompt, action),
         HostCommand::Exec { target, pairs } => exec(&host, &target, &pairs),
-        HostCommand::Trust { list, revoke } => trust(&host, list, revoke.as_deref()),
+        HostCommand::Trust { list, revoke, json } => listing::trust(&host, list, revoke.as_deref(), json),
         // Every command, the workflow ones too, as `aloop --help` lists them.
         HostCommand::Completions { shell } => {
             manual::completions(manifest.extend(Cli::command(), None, true)?, shell)
@@ -142,7 +142,7 @@ fn names_a_file(target: &str) -> bool {
 
 fn file_action(host: &SharedHost, manifest: &Manifest, kind: Kind, action: FileAction) -> Result<i32> {
     match action {
-        FileAction::List => list(host, manifest, kind),
+        FileAction::List { json } => listing::list(host, manifest, kind, json),
         FileAction::Show { name } => {
             let found = host.lookup.find(kind, &name).map_err(UsageError)?;
             let found = found.with_context(|| format!("no {} named '{name}'", kind.noun()))?;
@@ -153,70 +153,6 @@ fn file_action(host: &SharedHost, manifest: &Manifest, kind: Kind, action: FileA
         FileAction::Eject { name, force } => eject(host, kind, &name, force),
         FileAction::Check => check(host, kind),
     }
-}
-
-/// `script list` and `prompt list`: each name, the layer it comes from and
-/// its trust; for scripts also its kind (see `script_kind`).
-fn list(host: &SharedHost, manifest: &Manifest, kind: Kind) -> Result<i32> {
-    let commands = manifest.scripts();
-    let mut rows = Vec::new();
-    for (name, layers) in host.lookup.list(kind) {
-        let winner = layers[0];
-        let mut source = winner.to_string();
-        if layers.len() > 1 {
-            let rest: Vec<String> = layers[1..].iter().map(Layer::to_string).collect();
-            source.push_str(&format!(" (overrides {})", rest.join(", ")));
-        }
-        let state = match (kind, winner) {
-            (Kind::Script, Layer::Repo) => {
-                let found = host.lookup.find(kind, &name).map_err(UsageError)?.expect("listed");
-                host.trust.status(found.path.as_deref().expect("on disk"), &found.text)?.to_string()
-            }
-            (Kind::Script, _) => "trusted".to_string(),
-            (Kind::Prompt, _) => "-".to_string(),
-        };
-        let mut row = vec![name, source, state];
-        if kind == Kind::Script {
-            row.insert(1, script_kind(&row[0], &commands).to_string());
-        }
-        rows.push(row);
-    }
-    let mut headers = vec!["NAME", "SOURCE", "TRUST"];
-    if kind == Kind::Script {
-        rows.push(manifest_row(host)?);
-        headers.insert(1, "KIND");
-    }
-    let headers: Vec<String> = headers.into_iter().map(String::from).collect();
-    crate::host::ui::print_line(&crate::host::ui::table(&headers, &rows));
-    Ok(0)
-}
-
-/// What a script is for: a "command" when commands.toml runs it, an
-/// "adapter" under agents/, else a "module" that other scripts import.
-fn script_kind(name: &str, commands: &std::collections::BTreeSet<&str>) -> &'static str {
-    if commands.contains(name) {
-        "command"
-    } else if name.starts_with("agents/") {
-        "adapter"
-    } else {
-        "module"
-    }
-}
-
-/// The `script list` row of the command manifest, which is code too.
-fn manifest_row(host: &SharedHost) -> Result<Vec<String>> {
-    let copies = host.lookup.layered_file(Kind::Script, manifest::FILE_NAME)?;
-    let mut layers: Vec<String> = copies.iter().rev().map(|f| f.layer.to_string()).collect();
-    layers.push(Layer::Bundled.to_string());
-    let mut source = layers[0].clone();
-    if layers.len() > 1 {
-        source.push_str(&format!(" (laid over {})", layers[1..].join(", ")));
-    }
-    let state = match copies.iter().find(|f| f.layer == Layer::Repo) {
-        Some(repo) => host.trust.status(repo.path.as_deref().expect("on disk"), &repo.text)?.to_string(),
-        None => "trusted".to_string(),
-    };
-    Ok(vec![manifest::FILE_NAME.to_string(), "manifest".to_string(), source, state])
 }
 
 fn eject(host: &SharedHost, kind: Kind, name: &str, force: bool) -> Result<i32> {
@@ -270,52 +206,5 @@ fn check(host: &SharedHost, kind: Kind) -> Result<i32> {
         bail!("{failures} of {checked} {} failed to compile", kind.folder());
     }
     crate::host::ui::message("✓", "32", &format!("{checked} {} compile", kind.folder()));
-    Ok(0)
-}
-
-fn trust(host: &SharedHost, list: bool, revoke: Option<&Path>) -> Result<i32> {
-    if let Some(path) = revoke {
-        let full =
-            paths::canonicalize_lenient(path).with_context(|| format!("resolving {}", path.display()))?;
-        if host.trust.revoke(&full)? {
-            crate::host::ui::message("✓", "32", &format!("{} is no longer trusted", full.display()));
-        } else {
-            eprintln!("{} was not trusted", full.display());
-        }
-        return Ok(0);
-    }
-    let dir = host.lookup.repo_dir(Kind::Script);
-    let mut files = Vec::new();
-    crate::lookup::walk(&dir, &mut files);
-    // Scripts, and the command manifest that routes command words to them.
-    let manifest_path = dir.join(manifest::FILE_NAME);
-    files.retain(|f| f.extension().is_some_and(|e| e == "rhai") || *f == manifest_path);
-    files.sort();
-    let mut scripts = Vec::new();
-    for file in files {
-        let text = crate::files::read::read_text(&file)?;
-        scripts.push((file, text));
-    }
-    if !list {
-        host.trust.trust(&scripts)?;
-    }
-    let mut rows = Vec::new();
-    for (path, text) in &scripts {
-        rows.push(vec![host.roots.display(path), host.trust.status(path, text)?.to_string()]);
-    }
-    if list {
-        let pinned = host.trust.entries()?;
-        for path in pinned.keys() {
-            if !scripts.iter().any(|(p, _)| p.display().to_string() == *path) {
-                rows.push(vec![path.clone(), Status::Trusted.to_string()]);
-            }
-        }
-    }
-    if rows.is_empty() {
-        eprintln!("no repository scripts in {}", dir.display());
-    } else {
-        let headers = ["SCRIPT", "STATUS"].map(String::from);
-        crate::host::ui::print_line(&crate::host::ui::table(&headers, &rows));
-    }
     Ok(0)
 }

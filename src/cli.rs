@@ -67,6 +67,9 @@ aloop trust --list     show what is trusted\n  aloop trust --revoke .loop/script
         /// Forget the trust given to this file
         #[arg(long, value_name = "PATH")]
         revoke: Option<PathBuf>,
+        /// Print the table as a JSON array of {path, status}
+        #[arg(long, conflicts_with = "revoke")]
+        json: bool,
     },
     /// Print a shell's completion script for every command, the workflow ones included
     #[command(
@@ -96,7 +99,11 @@ aloop man --out-dir ~/.local/share/man/man1")]
 #[derive(Debug, Subcommand)]
 pub(crate) enum FileAction {
     /// Every visible file, where it comes from, and whether it may run
-    List,
+    List {
+        /// Print a JSON array of {name, kind, source, overrides, trust} instead
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a file's text (the copy that lookup picks)
     Show {
         /// The name without its extension, such as loop/run or loop/generator/implement

@@ -16,6 +16,7 @@ pub(crate) mod engine;
 pub mod error;
 pub mod files;
 pub mod host;
+pub(crate) mod listing;
 pub(crate) mod lookup;
 pub(crate) mod manifest;
 pub(crate) mod manual;
