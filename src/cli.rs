@@ -99,17 +99,25 @@ aloop man --out-dir ~/.local/share/man/man1")]
 #[derive(Debug, Subcommand)]
 pub(crate) enum FileAction {
     /// Every visible file, where it comes from, and whether it may run
+    #[command(after_help = "Examples:\n  aloop script list\n  aloop prompt list --json")]
     List {
         /// Print a JSON array of {name, kind, source, overrides, trust} instead
         #[arg(long)]
         json: bool,
     },
     /// Print a file's text (the copy that lookup picks)
+    #[command(
+        after_help = "Examples:\n  aloop script show loop/run\n  aloop prompt show loop/generator/implement"
+    )]
     Show {
         /// The name without its extension, such as loop/run or loop/generator/implement
         name: String,
     },
     /// Copy a bundled file into .loop/ to fork it
+    #[command(
+        after_help = "Examples:\n  aloop script eject loop/run               to .loop/scripts/loop/run.rhai\n  \
+aloop prompt eject loop/evaluator/_base   to .loop/prompts/loop/evaluator/_base.md"
+    )]
     Eject {
         /// The name without its extension, such as loop/run or loop/generator/implement
         name: String,
@@ -118,6 +126,7 @@ pub(crate) enum FileAction {
         force: bool,
     },
     /// Compile every visible file and report errors with their positions
+    #[command(after_help = "Examples:\n  aloop script check\n  aloop prompt check")]
     Check,
 }
 
