@@ -84,6 +84,8 @@ struct ArgSpec {
     /// script's own check instead of being taken for a flag).
     #[serde(default)]
     hyphen_values: bool,
+    /// The least value of an `int` argument: a smaller one is a usage error.
+    min: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -126,6 +128,9 @@ impl ArgSpec {
 
     fn to_clap(&self) -> Result<Arg> {
         let id = self.id()?;
+        if self.min.is_some() && self.kind != ValueKind::Int {
+            bail!("argument '{id}': `min` needs type = \"int\"");
+        }
         let mut arg = Arg::new(id.clone()).help(self.help.clone());
         if let Some(long) = &self.long {
             arg = arg.long(long.clone());
@@ -139,7 +144,16 @@ impl ArgSpec {
         let placeholder = self.value.clone().or_else(|| self.positional.clone()).unwrap_or_default();
         arg = arg.value_name(placeholder).required(self.required);
         arg = match self.kind {
-            ValueKind::Int => arg.value_parser(clap::value_parser!(i64)),
+            ValueKind::Int => {
+                let min = self.min;
+                arg.value_parser(move |text: &str| -> Result<i64, String> {
+                    let value: i64 = text.parse().map_err(|_| "not a whole number".to_string())?;
+                    match min {
+                        Some(min) if value < min => Err(format!("must be at least {min}")),
+                        _ => Ok(value),
+                    }
+                })
+            }
             ValueKind::Number => arg.value_parser(clap::value_parser!(f64)),
             ValueKind::String if !self.choices.is_empty() => {
                 arg.value_parser(clap::builder::PossibleValuesParser::new(self.choices.clone()))

@@ -358,6 +358,20 @@ fn workflow_cases() -> Vec<Case> {
             "config.json",
         ),
         case("a run without init", plain, &["run"], 1, "aloop init"),
+        case(
+            "zero iterations",
+            |p| with_loop(p, "loop/prd.json"),
+            &["run", "0"],
+            2,
+            "error: invalid value '0' for '[N]': must be at least 1",
+        ),
+        case(
+            "no runs to list",
+            plain,
+            &["iterate", "runs", "--limit", "0"],
+            2,
+            "'--limit <N>': must be at least 1",
+        ),
     ]
 }
 

@@ -124,6 +124,19 @@ fn a_manifest_cannot_redefine_the_host_flags() {
 }
 
 #[test]
+fn a_manifest_min_bounds_an_int_and_only_an_int() {
+    let manifest = "[commands.\"hello\"]\nscript = \"agents\"\nargs = [{ positional = \"N\", type = \"int\", min = 2 }]\n";
+    let p = Project::new().home_file("scripts/commands.toml", manifest);
+    p.aloop(&["hello", "1"])
+        .run()
+        .code(2)
+        .stderr_has("error: invalid value '1' for '[N]': must be at least 2\n");
+    let wrong = manifest.replace("type = \"int\", ", "");
+    let p = Project::new().home_file("scripts/commands.toml", &wrong);
+    p.aloop(&["hello", "3"]).run().code(1).stderr_has("argument 'n': `min` needs type = \"int\"");
+}
+
+#[test]
 fn exec_with_a_script_name_never_runs_a_file_of_the_working_directory() {
     let evil = "fs::write(\"pwned\", \"\"); print(\"EVIL\");";
     let p = Project::git()
