@@ -125,14 +125,16 @@ fn supervise(
     let limits = Limits { total: req.timeout, idle: req.idle, grace: GRACE };
     let ending = child.drive(limits, |stream, bytes, cut| {
         collected.tail.push(stream, bytes, cut);
-        if stream == Stream::Stdout {
-            if cut {
-                collected.cut_lines += 1;
-            } else {
-                for event in adapter.parse(host, engine, bytes)? {
-                    collected.event(&event, &mut view);
-                }
+        let events = match stream {
+            _ if cut => {
+                collected.cut_lines += i64::from(stream == Stream::Stdout);
+                Vec::new()
             }
+            Stream::Stdout => adapter.parse(host, engine, bytes)?,
+            Stream::Stderr => adapter.parse_stderr(host, engine, bytes)?,
+        };
+        for event in events {
+            collected.event(&event, &mut view);
         }
         Ok::<(), Box<rhai::EvalAltResult>>(())
     });
