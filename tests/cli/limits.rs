@@ -26,7 +26,7 @@ fn results(out: &Output) -> Vec<Value> {
         .collect()
 }
 
-/// (agent, case of tests/fixtures/limits/AGENT.json, the run's error, resets_at).
+/// (agent, case of tests/fixtures/limits/AGENT.json, the run's error, `resets_at`).
 const CASES: &[(&str, &str, &str, Option<i64>)] = &[
     ("claude", "epoch", "Claude AI usage limit reached|1762952400", Some(1_762_952_400)),
     // 2am local (UTC+02:00) the next day.
@@ -113,14 +113,15 @@ const CASES: &[(&str, &str, &str, Option<i64>)] = &[
 fn every_real_limit_message_makes_the_run_limited_with_its_exact_reset_time() {
     let project = Project::git();
     // One call per case, in order: the plan tells each fake which case to play.
-    let plan: Vec<Value> = CASES.iter().map(|(_, case, _, _)| json!({"mode": "limit", "limit": case})).collect();
+    let plan: Vec<Value> =
+        CASES.iter().map(|(_, case, _, _)| json!({"mode": "limit", "limit": case})).collect();
     std::fs::write(project.path("plan.json"), serde_json::to_string(&plan).unwrap()).unwrap();
-    let calls: String = CASES
-        .iter()
-        .map(|(agent, _, _, _)| {
-            format!("print(json::stringify(agent::run(\"{agent}\", #{{prompt: \"go\", view: \"none\"}})));\n")
-        })
-        .collect();
+    let mut calls = String::new();
+    for (agent, _, _, _) in CASES {
+        calls += &format!(
+            "print(json::stringify(agent::run(\"{agent}\", #{{prompt: \"go\", view: \"none\"}})));\n"
+        );
+    }
     let out = exec(&project, &calls).env("FAKE_AGENT_PLAN", project.path("plan.json")).run().ok();
     let results = results(&out);
     assert_eq!(results.len(), CASES.len());
@@ -159,12 +160,19 @@ fn other_failures_stay_failed_without_a_reset_time() {
     let project = Project::git();
     for agent in ["claude", "codex", "gemini", "qwen"] {
         for mode in ["error_result", "fail"] {
-            let out = exec(&project, &format!("print(json::stringify(agent::run(\"{agent}\", #{{prompt: \"go\"}})));\n"))
-                .env("FAKE_AGENT_MODE", mode)
-                .run()
-                .ok();
+            let out = exec(
+                &project,
+                &format!("print(json::stringify(agent::run(\"{agent}\", #{{prompt: \"go\"}})));\n"),
+            )
+            .env("FAKE_AGENT_MODE", mode)
+            .run()
+            .ok();
             let result = &results(&out)[0];
-            assert_eq!((&result["status"], &result["resets_at"]), (&json!("failed"), &Value::Null), "{agent} {mode}");
+            assert_eq!(
+                (&result["status"], &result["resets_at"]),
+                (&json!("failed"), &Value::Null),
+                "{agent} {mode}"
+            );
         }
     }
 }
@@ -183,7 +191,8 @@ fn claude_api_retries_are_notices_and_a_failure_said_twice_is_shown_once() {
              fn parse(event) { claude::parse(event) }\n",
         );
     let run = |session: &str| {
-        let script = format!("agent::run(\"rec\", #{{prompt: \"\", session: \"{session}\", view: \"plain\"}});\n");
+        let script =
+            format!("agent::run(\"rec\", #{{prompt: \"\", session: \"{session}\", view: \"plain\"}});\n");
         exec(&project, &script).run().ok().stderr
     };
     crate::support::assert_same(

@@ -56,7 +56,15 @@ impl Adapter {
         let top_level_import = found.text.lines().any(|line| line.starts_with("import"));
         let needs_top_level = found.text.contains("global::") || top_level_import;
         let reads_stderr = ast.iter_functions().any(|f| f.name == "parse_stderr" && f.params.len() == 1);
-        Ok(Self { name: name.to_string(), layer: found.layer, origin, ast, scope, needs_top_level, reads_stderr })
+        Ok(Self {
+            name: name.to_string(),
+            layer: found.layer,
+            origin,
+            ast,
+            scope,
+            needs_top_level,
+            reads_stderr,
+        })
     }
 
     fn has(&self, function: &str, arity: usize) -> bool {

@@ -32,9 +32,8 @@ fn clock(text: &str) -> Fallible<Time> {
     };
     let (hour, minute) = match digits.split_once(':') {
         Some((h, m)) if m.len() == 2 => (h, m),
-        Some(_) => return Err(bad()),
         None if half.is_some() => (digits, "00"),
-        None => return Err(bad()),
+        _ => return Err(bad()),
     };
     let number = |s: &str| {
         (!s.is_empty() && s.len() <= 2 && s.bytes().all(|b| b.is_ascii_digit()))
@@ -52,7 +51,8 @@ fn clock(text: &str) -> Fallible<Time> {
     Time::new(hour, minute, 0, 0).map_err(|_| bad())
 }
 
-const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+const MONTHS: [&str; 12] =
+    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
 
 /// "Apr 23", "April 23rd", "Dec 29th, 2025", "2025-12-29" -> (year if
 /// given, month, day).
