@@ -774,3 +774,70 @@ fn a_limit_event_makes_the_run_limited_with_its_reset_time() {
     assert_eq!(r["resets_at"], 1_762_952_400);
     assert_eq!(r["exit_code"], 1);
 }
+
+/// The sessions each bundled adapter's `parse` is checked against: recorded
+/// real ones, the limit cases, and one session of its fake (files under
+/// tests/fixtures; a `.json` file is a list of limit cases).
+const PARSED_SESSIONS: [(&str, &[&str]); 4] = [
+    (
+        "claude",
+        &[
+            "agents/real/claude-2.1.197-not-logged-in.ndjson",
+            "agents/replay/session.ndjson",
+            "agents/replay/story/gen-1.ndjson",
+            "agents/replay/story/gen-2.ndjson",
+            "agents/replay/story/eval.ndjson",
+            "agents/fake/claude.ndjson",
+            "limits/claude-notices.ndjson",
+            "limits/claude.json",
+        ],
+    ),
+    ("codex", &["agents/real/codex-0.169.0-offline.ndjson", "agents/fake/codex.ndjson", "limits/codex.json"]),
+    ("gemini", &["agents/fake/gemini.ndjson", "limits/gemini.json"]),
+    (
+        "qwen",
+        &[
+            "agents/real/qwen-0.15.10-api-error-exit-0.ndjson",
+            "agents/real/qwen-0.15.10-no-auth.ndjson",
+            "agents/fake/qwen.ndjson",
+            "limits/qwen.json",
+        ],
+    ),
+];
+
+#[test]
+fn each_adapter_parses_its_sessions_into_the_recorded_events() {
+    // tests/fixtures/agents/parsed/AGENT.jsonl: what `parse` made of every
+    // line of PARSED_SESSIONS (one line of events per line of input), so a
+    // change in how an adapter reads its CLI shows event by event.
+    for (agent, sessions) in PARSED_SESSIONS {
+        let mut project = Project::git();
+        let mut script = format!(
+            "import \"agents/{agent}\" as adapter;\n\
+             fn show(event) {{\n    let out = adapter::parse(event);\n    \
+             print(json::stringify(if out == () {{ [] }} else if type_of(out) == \"map\" {{ [out] }} else {{ out }}));\n}}\n"
+        );
+        for (i, session) in sessions.iter().enumerate() {
+            let name = format!("s{i}");
+            project = project.fixture(session, &name);
+            script += &if session.ends_with(".json") {
+                format!("for recorded in json::parse(fs::read(\"{name}\")) {{ for event in recorded.stdout {{ show(event); }} }}\n")
+            } else {
+                format!(
+                    "for line in fs::read(\"{name}\").split(\"\\n\") {{\n    if line == \"\" {{ continue; }}\n    \
+                     let event = line;\n    try {{ event = json::parse(line); }} catch {{}}\n    show(event);\n}}\n"
+                )
+            };
+        }
+        std::fs::write(project.path("t.rhai"), script).unwrap();
+        let out = project.aloop(&["exec", "t.rhai"]).env("ALOOP_NOW", "2026-04-20T12:00:00+02:00").run().ok();
+        let expected =
+            std::fs::read_to_string(crate::support::fixture(&format!("agents/parsed/{agent}.jsonl")))
+                .unwrap();
+        crate::support::assert_same(
+            &format!("what {agent}'s parse made of its sessions"),
+            &out.stdout,
+            &expected,
+        );
+    }
+}
