@@ -616,10 +616,13 @@ fn real_recorded_sessions_parse_as_their_clis_meant() {
         .fixture("agents/real/qwen-0.15.10-no-auth.ndjson", "qwen-auth.ndjson")
         .fixture("agents/real/codex-0.169.0-offline.ndjson", "codex.ndjson");
     for agent in ["claude", "qwen", "codex"] {
-        let adapter = format!(
+        let mut adapter = format!(
             "import \"agents/{agent}\" as real;\nfn command(req) {{ #{{ program: \"cat\", args: [req.session] }} }}\n\
              fn parse(event) {{ real::parse(event) }}\n"
         );
+        if agent == "claude" {
+            adapter += "fn events() { real::events() }\n";
+        }
         std::fs::create_dir_all(project.home().join("scripts/agents")).unwrap();
         std::fs::write(project.home().join(format!("scripts/agents/rec-{agent}.rhai")), adapter).unwrap();
     }
@@ -808,27 +811,28 @@ const PARSED_SESSIONS: [(&str, &[&str]); 4] = [
 #[test]
 fn each_adapter_parses_its_sessions_into_the_recorded_events() {
     // tests/fixtures/agents/parsed/AGENT.jsonl: what `parse` made of every
-    // line of PARSED_SESSIONS (one line of events per line of input), so a
+    // line of PARSED_SESSIONS before the event tables (one line of events
+    // per line of input), so that the tables read as parse did, and a
     // change in how an adapter reads its CLI shows event by event.
     for (agent, sessions) in PARSED_SESSIONS {
         let mut project = Project::git();
-        let mut script = format!(
-            "import \"agents/{agent}\" as adapter;\n\
-             fn show(event) {{\n    let out = adapter::parse(event);\n    \
-             print(json::stringify(if out == () {{ [] }} else if type_of(out) == \"map\" {{ [out] }} else {{ out }}));\n}}\n"
-        );
+        // Through agent::parse, as during a run: the event table, else `parse`.
+        let mut script = String::from("let lines = [];\n");
         for (i, session) in sessions.iter().enumerate() {
             let name = format!("s{i}");
             project = project.fixture(session, &name);
             script += &if session.ends_with(".json") {
-                format!("for recorded in json::parse(fs::read(\"{name}\")) {{ for event in recorded.stdout {{ show(event); }} }}\n")
-            } else {
                 format!(
-                    "for line in fs::read(\"{name}\").split(\"\\n\") {{\n    if line == \"\" {{ continue; }}\n    \
-                     let event = line;\n    try {{ event = json::parse(line); }} catch {{}}\n    show(event);\n}}\n"
+                    "for recorded in json::parse(fs::read(\"{name}\")) {{\n    \
+                     for event in recorded.stdout {{ lines.push(json::stringify(event)); }}\n}}\n"
                 )
+            } else {
+                format!("lines += fs::read(\"{name}\").split(\"\\n\").filter(|line| line != \"\");\n")
             };
         }
+        script += &format!(
+            "for events in agent::parse(\"{agent}\", lines) {{ print(json::stringify(events)); }}\n"
+        );
         std::fs::write(project.path("t.rhai"), script).unwrap();
         let out = project.aloop(&["exec", "t.rhai"]).env("ALOOP_NOW", "2026-04-20T12:00:00+02:00").run().ok();
         let expected =

@@ -188,6 +188,7 @@ fn claude_api_retries_are_notices_and_a_failure_said_twice_is_shown_once() {
             "scripts/agents/rec.rhai",
             "import \"agents/claude\" as claude;\n\
              fn command(req) { #{ program: \"cat\", args: [req.session] } }\n\
+             fn events() { claude::events() }\n\
              fn parse(event) { claude::parse(event) }\n",
         );
     let run = |session: &str| {

@@ -10,6 +10,7 @@ use rhai::{Array, CallFnOptions, Dynamic, Engine, FuncArgs, Map, Scope, AST};
 
 use super::collect::lossy_text;
 use super::request::Request;
+use super::table::Table;
 use crate::context::SharedHost;
 use crate::host::{fail, raise, Fallible};
 use crate::lookup::{Kind, Layer};
@@ -27,6 +28,8 @@ pub(super) struct Adapter {
     needs_top_level: bool,
     /// Whether it defines `parse_stderr(line)`.
     reads_stderr: bool,
+    /// Its event table (`events()`), which maps lines without `parse`.
+    table: Option<Table>,
 }
 
 impl Adapter {
@@ -56,7 +59,7 @@ impl Adapter {
         let top_level_import = found.text.lines().any(|line| line.starts_with("import"));
         let needs_top_level = found.text.contains("global::") || top_level_import;
         let reads_stderr = ast.iter_functions().any(|f| f.name == "parse_stderr" && f.params.len() == 1);
-        Ok(Self {
+        let mut adapter = Self {
             name: name.to_string(),
             layer: found.layer,
             origin,
@@ -64,7 +67,14 @@ impl Adapter {
             scope,
             needs_top_level,
             reads_stderr,
-        })
+            table: None,
+        };
+        // Read once per run: then each line it maps costs no call of `parse`.
+        if adapter.has("events", 0) {
+            let table = adapter.call(host, engine, "events", ())?;
+            adapter.table = Some(Table::new(table, &adapter.origin)?);
+        }
+        Ok(adapter)
     }
 
     fn has(&self, function: &str, arity: usize) -> bool {
@@ -167,6 +177,11 @@ impl Adapter {
         } else {
             text.as_ref().into()
         };
+        if let (Some(table), Some(map)) = (&self.table, event.read_lock::<Map>()) {
+            if let Ok(events) = table.map(&map) {
+                return Ok(events);
+            }
+        }
         let value = self.call(host, engine, "parse", (event,))?;
         self.events("parse", value)
     }

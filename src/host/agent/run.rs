@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rhai::{Dynamic, Engine, Map};
+use rhai::{Array, Dynamic, Engine, Map};
 
 use super::adapter::{Adapter, Invocation};
 use super::collect::{string, Collector};
@@ -188,6 +188,22 @@ pub(super) fn command(host: &SharedHost, engine: &Engine, name: &str, req: &Map)
     let mut adapter = Adapter::load(host, engine, name)?;
     let req = request(host, req)?;
     Ok(adapter.invocation(host, engine, &req)?.to_map())
+}
+
+/// `agent::parse(name, lines)` -> for each stdout line, the events the
+/// adapter makes of it (its event table, else its `parse`), as during a run.
+pub(super) fn parse(host: &SharedHost, engine: &Engine, name: &str, lines: &Array) -> Fallible<Array> {
+    let mut adapter = Adapter::load(host, engine, name)?;
+    let mut out = Array::new();
+    for (i, line) in lines.iter().enumerate() {
+        let line = line.read_lock::<rhai::ImmutableString>().ok_or_else(|| {
+            crate::host::raise(format!("agent::parse: lines[{i}] is {}, not a string", line.type_name()))
+        })?;
+        let events = adapter.parse(host, engine, line.as_bytes())?;
+        out.push(events.into_iter().map(Dynamic::from).collect::<Array>().into());
+    }
+    host.budget.refill();
+    Ok(out)
 }
 
 /// `agent::which(name)` -> `#{name, source, program, path, installed,
