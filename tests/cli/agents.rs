@@ -821,7 +821,7 @@ fn each_adapter_parses_its_sessions_into_the_recorded_events() {
         for (i, session) in sessions.iter().enumerate() {
             let name = format!("s{i}");
             project = project.fixture(session, &name);
-            script += &if session.ends_with(".json") {
+            script += &if Path::new(session).extension().is_some_and(|e| e == "json") {
                 format!(
                     "for recorded in json::parse(fs::read(\"{name}\")) {{\n    \
                      for event in recorded.stdout {{ lines.push(json::stringify(event)); }}\n}}\n"
@@ -844,4 +844,22 @@ fn each_adapter_parses_its_sessions_into_the_recorded_events() {
             &expected,
         );
     }
+}
+
+#[test]
+fn a_bad_event_table_is_refused_naming_the_adapter() {
+    let project = Project::git()
+        .home_file("scripts/agents/notable.rhai", "fn command(req) { #{ program: \"true\" } }\nfn parse(e) { () }\nfn events() { 3 }\n")
+        .home_file(
+            "scripts/agents/badrow.rhai",
+            "fn command(req) { #{ program: \"true\" } }\nfn parse(e) { () }\nfn events() { #{ assistant: #{ each: \"/x\", rows: 1 } } }\n",
+        );
+    let out = agent_run(&project, "notable", "#{prompt: \"x\"}").run().code(1);
+    assert!(out.stderr.contains("scripts/agents/notable.rhai: events() must return a map"), "{}", out.stderr);
+    let out = agent_run(&project, "badrow", "#{prompt: \"x\"}").run().code(1);
+    assert!(
+        out.stderr.contains("scripts/agents/badrow.rhai: events().assistant.rows must be a map"),
+        "{}",
+        out.stderr
+    );
 }

@@ -34,7 +34,8 @@ pub(super) struct Unmapped;
 impl Table {
     /// Checks the value `events()` returned; `origin` names the adapter.
     pub(super) fn new(value: Dynamic, origin: &str) -> Fallible<Self> {
-        let rows = value.try_cast::<Map>().ok_or_else(|| raise(format!("{origin}: events() must return a map")))?;
+        let rows =
+            value.try_cast::<Map>().ok_or_else(|| raise(format!("{origin}: events() must return a map")))?;
         for (key, row) in &rows {
             check_row(row, &format!("{origin}: events().{key}"))?;
         }
@@ -57,7 +58,8 @@ impl Table {
         let Some(each) = row.get("each") else {
             return Ok(vec![fill(&row, event)]);
         };
-        let (Some(by), Some(rows)) = (row.get("by"), row.get("rows").and_then(Dynamic::read_lock::<Map>)) else {
+        let (Some(by), Some(rows)) = (row.get("by"), row.get("rows").and_then(Dynamic::read_lock::<Map>))
+        else {
             return Ok(Vec::new());
         };
         let by = by.to_string();
