@@ -215,3 +215,15 @@ fn claude_api_retries_are_notices_and_a_failure_said_twice_is_shown_once() {
         .ok();
     assert_eq!(out.stderr.matches("simulated error result").count(), 1, "{}", out.stderr);
 }
+
+#[test]
+fn lib_limits_reads_the_other_ways_of_saying_when_a_limit_lifts() {
+    let project = Project::git();
+    let script = "import \"lib/limits\" as limits;\n\
+        for text in [\"Try again in less than a minute.\", \"You've hit your fast limit · resets in 2h 5m\",\n\
+                     \"Limits reset every 5h and every week.\", \"spend limit reached · resets Aug 8 · request an increase\",\n\
+                     \"resets 13pm\", \"no time here\"] {\n\
+            print(`${limits::resets_at(text)}`);\n\
+        }\n";
+    exec(&project, script).run().ok().stdout_is("1776679260\n1776686700\n\n\n\n\n");
+}
