@@ -12,12 +12,15 @@
 //! - `#{ text: "/p" }`: the text there: a string, or the `text` of the
 //!   parts of type "text" of an array, joined;
 //! - `#{ count: "/p", suffix: " items" }`: the length of the array there
-//!   and the suffix (nothing when it is not an array).
+//!   and the suffix (nothing when it is not an array);
+//! - `#{ equals: "/p", value: "error" }`: whether the value there is that
+//!   string.
 //!
 //! A row may instead say `each: "/p"`, `by: "/q"` and `rows: #{...}`: one
 //! event per element of the array at `/p`, by the row named by the
 //! element's key `q` (elements without a row make none). `unless: "/p"` hands
-//! the line to `parse` when the value there is present.
+//! the line to `parse` when the value there is present; `when: #{ "/p":
+//! "text" }` makes the row's event only when each value there is that text.
 
 use rhai::{Array, Dynamic, Map};
 
@@ -53,6 +56,11 @@ impl Table {
         if let Some(unless) = row.get("unless") {
             if !pointer(event, &unless.to_string()).is_unit() {
                 return Err(Unmapped);
+            }
+        }
+        if let Some(when) = row.get("when").and_then(Dynamic::read_lock::<Map>) {
+            if !when.iter().all(|(path, text)| is_text(&pointer(event, path), text)) {
+                return Ok(Vec::new());
             }
         }
         let Some(each) = row.get("each") else {
@@ -95,7 +103,7 @@ fn check_row(row: &Dynamic, at: &str) -> Fallible<()> {
 fn fill(row: &Map, source: &Map) -> Map {
     let mut event = Map::new();
     for (key, spec) in row {
-        if !matches!(key.as_str(), "unless" | "each" | "by" | "rows") {
+        if !matches!(key.as_str(), "unless" | "when" | "each" | "by" | "rows") {
             event.insert(key.clone(), value(spec, source));
         }
     }
@@ -122,6 +130,9 @@ fn value(spec: &Dynamic, source: &Map) -> Dynamic {
     }
     if let Some(found) = at("text") {
         return text_of(&found).into();
+    }
+    if let Some(found) = at("equals") {
+        return Dynamic::from_bool(map.get("value").is_some_and(|text| is_text(&found, text)));
     }
     if let Some(found) = at("count") {
         return match found.read_lock::<Array>() {
@@ -151,6 +162,14 @@ fn text_of(value: &Dynamic) -> String {
         }
     }
     text
+}
+
+/// Whether `value` is the string `text`.
+fn is_text(value: &Dynamic, text: &Dynamic) -> bool {
+    match (value.read_lock::<rhai::ImmutableString>(), text.read_lock::<rhai::ImmutableString>()) {
+        (Some(value), Some(text)) => *value == *text,
+        _ => false,
+    }
 }
 
 fn text_at(map: &Map, key: &str) -> Option<String> {
