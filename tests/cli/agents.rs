@@ -616,13 +616,10 @@ fn real_recorded_sessions_parse_as_their_clis_meant() {
         .fixture("agents/real/qwen-0.15.10-no-auth.ndjson", "qwen-auth.ndjson")
         .fixture("agents/real/codex-0.169.0-offline.ndjson", "codex.ndjson");
     for agent in ["claude", "qwen", "codex"] {
-        let mut adapter = format!(
+        let adapter = format!(
             "import \"agents/{agent}\" as real;\nfn command(req) {{ #{{ program: \"cat\", args: [req.session] }} }}\n\
-             fn parse(event) {{ real::parse(event) }}\n"
+             fn events() {{ real::events() }}\nfn parse(event) {{ real::parse(event) }}\n"
         );
-        if agent == "claude" {
-            adapter += "fn events() { real::events() }\n";
-        }
         std::fs::create_dir_all(project.home().join("scripts/agents")).unwrap();
         std::fs::write(project.home().join(format!("scripts/agents/rec-{agent}.rhai")), adapter).unwrap();
     }
@@ -645,6 +642,10 @@ fn real_recorded_sessions_parse_as_their_clis_meant() {
     let codex = play("codex", "codex.ndjson");
     assert_eq!(codex["status"], "ok", "reconnect notices are not failures: {codex}");
     assert_eq!(codex["error"], Value::Null);
+    assert_eq!(
+        codex["session_id"], "01a2019f-92c7-7371-9eca-89e05f99bcec",
+        "mapped by the borrowed event table"
+    );
 }
 
 #[test]

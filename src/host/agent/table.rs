@@ -18,7 +18,9 @@
 //!
 //! A row may instead say `each: "/p"`, `by: "/q"` and `rows: #{...}`: one
 //! event per element of the array at `/p`, by the row named by the
-//! element's key `q` (elements without a row make none). `unless: "/p"` hands
+//! element's key `q` (elements without a row make none). A row with `by:
+//! "/p"` and `rows` but no `each` is the row named by the value at `/p` (a
+//! value without a row hands the line to `parse`). `unless: "/p"` hands
 //! the line to `parse` when the value there is present; `when: #{ "/p":
 //! "text" }` makes the row's event only when each value there is that text.
 
@@ -64,7 +66,15 @@ impl Table {
             }
         }
         let Some(each) = row.get("each") else {
-            return Ok(vec![fill(&row, event)]);
+            let chosen = match (row.get("by"), row.get("rows").and_then(Dynamic::read_lock::<Map>)) {
+                (Some(by), Some(rows)) => {
+                    let name = pointer(event, &by.to_string());
+                    let name = name.read_lock::<rhai::ImmutableString>().ok_or(Unmapped)?;
+                    rows.get(name.as_str()).cloned().ok_or(Unmapped)?
+                }
+                _ => return Ok(vec![fill(&row, event)]),
+            };
+            return Ok(chosen.read_lock::<Map>().map(|row| fill(&row, event)).into_iter().collect());
         };
         let (Some(by), Some(rows)) = (row.get("by"), row.get("rows").and_then(Dynamic::read_lock::<Map>))
         else {
