@@ -24,15 +24,16 @@ mod collect;
 mod live;
 mod request;
 mod run;
+mod table;
 
 use rhai::{Array, Dynamic, Map, Module};
 
 use super::Fallible;
 use crate::context::SharedHost;
 use adapter::list;
-use run::{command, run, which};
+use run::{command, parse, run, which};
 
-/// The `agent::` namespace: `run`, `command`, `which` and `list`.
+/// The `agent::` namespace: `run`, `command`, `parse`, `which` and `list`.
 pub(crate) fn module(host: &SharedHost) -> Module {
     let mut m = Module::new();
     let h = host.clone();
@@ -42,6 +43,10 @@ pub(crate) fn module(host: &SharedHost) -> Module {
     let h = host.clone();
     m.set_native_fn("command", move |ctx: rhai::NativeCallContext, name: &str, req: Map| {
         command(&h, ctx.engine(), name, &req).map_err(|e| super::at(&ctx, e))
+    });
+    let h = host.clone();
+    m.set_native_fn("parse", move |ctx: rhai::NativeCallContext, name: &str, lines: Array| {
+        parse(&h, ctx.engine(), name, &lines).map_err(|e| super::at(&ctx, e))
     });
     let h = host.clone();
     m.set_native_fn("which", move |ctx: rhai::NativeCallContext, name: &str| {

@@ -16,6 +16,8 @@ use rhai::Module;
 use super::{fail, raise, Fallible};
 use crate::context::SharedHost;
 
+mod wall;
+
 /// Now, in local time, or the `ALOOP_NOW` override in its own offset.
 pub(crate) fn now() -> Result<DateTime<FixedOffset>, String> {
     match overridden() {
@@ -253,6 +255,7 @@ pub(crate) fn module(host: &SharedHost) -> Module {
     // now, in local time; time::cron_next(expr, tz) in zone tz.
     primitive!(m, "cron_next", |expr: &str| cron_next(expr, "local"));
     primitive!(m, "cron_next", |expr: &str, tz: &str| cron_next(expr, tz));
+    wall::register(&mut m);
     let h = host.clone();
     primitive!(m, "sleep", |secs: i64| sleep(&h, super::int_to_float(secs)));
     let h = host.clone();

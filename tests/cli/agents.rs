@@ -618,7 +618,7 @@ fn real_recorded_sessions_parse_as_their_clis_meant() {
     for agent in ["claude", "qwen", "codex"] {
         let adapter = format!(
             "import \"agents/{agent}\" as real;\nfn command(req) {{ #{{ program: \"cat\", args: [req.session] }} }}\n\
-             fn parse(event) {{ real::parse(event) }}\n"
+             fn events() {{ real::events() }}\nfn parse(event) {{ real::parse(event) }}\n"
         );
         std::fs::create_dir_all(project.home().join("scripts/agents")).unwrap();
         std::fs::write(project.home().join(format!("scripts/agents/rec-{agent}.rhai")), adapter).unwrap();
@@ -642,6 +642,10 @@ fn real_recorded_sessions_parse_as_their_clis_meant() {
     let codex = play("codex", "codex.ndjson");
     assert_eq!(codex["status"], "ok", "reconnect notices are not failures: {codex}");
     assert_eq!(codex["error"], Value::Null);
+    assert_eq!(
+        codex["session_id"], "01a2019f-92c7-7371-9eca-89e05f99bcec",
+        "mapped by the borrowed event table"
+    );
 }
 
 #[test]
@@ -773,4 +777,90 @@ fn a_limit_event_makes_the_run_limited_with_its_reset_time() {
     assert_eq!(r["error"], "usage limit reached");
     assert_eq!(r["resets_at"], 1_762_952_400);
     assert_eq!(r["exit_code"], 1);
+}
+
+/// The sessions each bundled adapter's `parse` is checked against: recorded
+/// real ones, the limit cases, and one session of its fake (files under
+/// tests/fixtures; a `.json` file is a list of limit cases).
+const PARSED_SESSIONS: [(&str, &[&str]); 4] = [
+    (
+        "claude",
+        &[
+            "agents/real/claude-2.1.197-not-logged-in.ndjson",
+            "agents/replay/session.ndjson",
+            "agents/replay/story/gen-1.ndjson",
+            "agents/replay/story/gen-2.ndjson",
+            "agents/replay/story/eval.ndjson",
+            "agents/fake/claude.ndjson",
+            "limits/claude-notices.ndjson",
+            "limits/claude.json",
+        ],
+    ),
+    ("codex", &["agents/real/codex-0.169.0-offline.ndjson", "agents/fake/codex.ndjson", "limits/codex.json"]),
+    ("gemini", &["agents/fake/gemini.ndjson", "limits/gemini.json"]),
+    (
+        "qwen",
+        &[
+            "agents/real/qwen-0.15.10-api-error-exit-0.ndjson",
+            "agents/real/qwen-0.15.10-no-auth.ndjson",
+            "agents/fake/qwen.ndjson",
+            "limits/qwen.json",
+        ],
+    ),
+];
+
+#[test]
+fn each_adapter_parses_its_sessions_into_the_recorded_events() {
+    // tests/fixtures/agents/parsed/AGENT.jsonl: what `parse` made of every
+    // line of PARSED_SESSIONS before the event tables (one line of events
+    // per line of input), so that the tables read as parse did, and a
+    // change in how an adapter reads its CLI shows event by event.
+    for (agent, sessions) in PARSED_SESSIONS {
+        let mut project = Project::git();
+        // Through agent::parse, as during a run: the event table, else `parse`.
+        let mut script = String::from("let lines = [];\n");
+        for (i, session) in sessions.iter().enumerate() {
+            let name = format!("s{i}");
+            project = project.fixture(session, &name);
+            script += &if Path::new(session).extension().is_some_and(|e| e == "json") {
+                format!(
+                    "for recorded in json::parse(fs::read(\"{name}\")) {{\n    \
+                     for event in recorded.stdout {{ lines.push(json::stringify(event)); }}\n}}\n"
+                )
+            } else {
+                format!("lines += fs::read(\"{name}\").split(\"\\n\").filter(|line| line != \"\");\n")
+            };
+        }
+        script += &format!(
+            "for events in agent::parse(\"{agent}\", lines) {{ print(json::stringify(events)); }}\n"
+        );
+        std::fs::write(project.path("t.rhai"), script).unwrap();
+        let out = project.aloop(&["exec", "t.rhai"]).env("ALOOP_NOW", "2026-04-20T12:00:00+02:00").run().ok();
+        let expected =
+            std::fs::read_to_string(crate::support::fixture(&format!("agents/parsed/{agent}.jsonl")))
+                .unwrap();
+        crate::support::assert_same(
+            &format!("what {agent}'s parse made of its sessions"),
+            &out.stdout,
+            &expected,
+        );
+    }
+}
+
+#[test]
+fn a_bad_event_table_is_refused_naming_the_adapter() {
+    let project = Project::git()
+        .home_file("scripts/agents/notable.rhai", "fn command(req) { #{ program: \"true\" } }\nfn parse(e) { () }\nfn events() { 3 }\n")
+        .home_file(
+            "scripts/agents/badrow.rhai",
+            "fn command(req) { #{ program: \"true\" } }\nfn parse(e) { () }\nfn events() { #{ assistant: #{ each: \"/x\", rows: 1 } } }\n",
+        );
+    let out = agent_run(&project, "notable", "#{prompt: \"x\"}").run().code(1);
+    assert!(out.stderr.contains("scripts/agents/notable.rhai: events() must return a map"), "{}", out.stderr);
+    let out = agent_run(&project, "badrow", "#{prompt: \"x\"}").run().code(1);
+    assert!(
+        out.stderr.contains("scripts/agents/badrow.rhai: events().assistant.rows must be a map"),
+        "{}",
+        out.stderr
+    );
 }

@@ -10,6 +10,7 @@ mod faults;
 mod hardening_fs;
 mod host;
 mod iterate;
+mod limits;
 mod listings;
 mod manual;
 mod processes;

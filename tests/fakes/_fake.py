@@ -12,7 +12,7 @@ FAKE_AGENT_PLAN=/abs/plan.json
     /abs/plan.json.calls under a lock; after the last entry the last repeats).
     Entry keys (all optional): text, write {path: content}, append
     {path: more}, commit (message; git add -A && git commit in cwd), exit,
-    is_error, error, cost, sleep, hang, mode.
+    is_error, error, cost, sleep, hang, mode, limit (a FAKE_AGENT_LIMIT name).
 FAKE_AGENT_MODE
     ok (default), fail, error_result, hang, silent_hang, garbage, huge,
     flood, ignore_term, slow_cleanup (hangs; on SIGTERM takes a second, then
@@ -36,7 +36,8 @@ import sys
 import time
 
 MODES = {"ok", "fail", "error_result", "hang", "silent_hang", "garbage", "huge", "flood", "ignore_term",
-         "slow_cleanup", "progress"}
+         "slow_cleanup", "progress", "limit"}
+LIMITS = os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "fixtures", "limits")
 
 
 class Usage(Exception):
@@ -180,6 +181,20 @@ class Session:
         done = git(self.cwd, "commit", "-q", "-m", message)
         self.fmt.tool_result((done.stdout + done.stderr).strip() or "committed", done.returncode != 0)
 
+    def limit(self, name):
+        """Prints what the real CLI prints when the limit case `name` stops it."""
+        with open(os.path.join(LIMITS, self.fmt.agent + ".json"), encoding="utf-8") as f:
+            cases = {case["name"]: case for case in json.load(f)}
+        if name not in cases:
+            sys.stderr.write(f"fake {self.fmt.agent}: unknown FAKE_AGENT_LIMIT {name!r} (cases: {', '.join(cases)})\n")
+            return 2
+        case = cases[name]
+        for event in case["stdout"]:
+            self.fmt.emit(dict(event))
+        sys.stderr.write(case["stderr"])
+        sys.stderr.flush()
+        return case["exit"]
+
     def play(self, entry):
         mode = entry.get("mode") or os.environ.get("FAKE_AGENT_MODE") or "ok"
         if mode not in MODES:
@@ -200,6 +215,8 @@ class Session:
         if mode == "fail":
             sys.stderr.write(f"fake {fmt.agent}: simulated failure (FAKE_AGENT_MODE=fail)\n")
             return 1
+        if mode == "limit":
+            return self.limit(entry.get("limit") or os.environ.get("FAKE_AGENT_LIMIT", ""))
         fmt.init()
         if mode == "slow_cleanup":
             signal.signal(signal.SIGTERM, clean_up_slowly)

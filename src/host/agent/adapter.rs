@@ -1,6 +1,7 @@
 //! The adapter script `agents/NAME`: loading it (with the trust check),
 //! calling its functions with the nested operation budget, and checking what
-//! `command(req)`, `parse(event)`, `describe()` and `explain_exit` return.
+//! `command(req)`, `parse(event)`, `parse_stderr(line)`, `describe()` and
+//! `explain_exit` return.
 
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -9,6 +10,7 @@ use rhai::{Array, CallFnOptions, Dynamic, Engine, FuncArgs, Map, Scope, AST};
 
 use super::collect::lossy_text;
 use super::request::Request;
+use super::table::Table;
 use crate::context::SharedHost;
 use crate::host::{fail, raise, Fallible};
 use crate::lookup::{Kind, Layer};
@@ -24,6 +26,10 @@ pub(super) struct Adapter {
     /// Whether its functions can reach its top level (`global::` constants or
     /// imported modules), which then runs before each call.
     needs_top_level: bool,
+    /// Whether it defines `parse_stderr(line)`.
+    reads_stderr: bool,
+    /// Its event table (`events()`), which maps lines without `parse`.
+    table: Option<Table>,
 }
 
 impl Adapter {
@@ -47,10 +53,28 @@ impl Adapter {
             .map_err(|e| raise(format!("{e:#}")))?;
         let scope = globals_scope(Map::new(), host.context_map());
         // Functions see nothing of the top level but through `global::` and
-        // imports; without them it need not run before every call (which
-        // makes `parse` cheaper per line).
-        let needs_top_level = found.text.contains("global::") || found.text.contains("import");
-        Ok(Self { name: name.to_string(), layer: found.layer, origin, ast, scope, needs_top_level })
+        // its imports; without them it need not run before every call (which
+        // makes `parse` cheaper per line). An `import` inside a function (an
+        // indented one) runs when that function does.
+        let top_level_import = found.text.lines().any(|line| line.starts_with("import"));
+        let needs_top_level = found.text.contains("global::") || top_level_import;
+        let reads_stderr = ast.iter_functions().any(|f| f.name == "parse_stderr" && f.params.len() == 1);
+        let mut adapter = Self {
+            name: name.to_string(),
+            layer: found.layer,
+            origin,
+            ast,
+            scope,
+            needs_top_level,
+            reads_stderr,
+            table: None,
+        };
+        // Read once per run: then each line it maps costs no call of `parse`.
+        if adapter.has("events", 0) {
+            let table = adapter.call(host, engine, "events", ())?;
+            adapter.table = Some(Table::new(table, &adapter.origin)?);
+        }
+        Ok(adapter)
     }
 
     fn has(&self, function: &str, arity: usize) -> bool {
@@ -153,11 +177,36 @@ impl Adapter {
         } else {
             text.as_ref().into()
         };
+        if let (Some(table), Some(map)) = (&self.table, event.read_lock::<Map>()) {
+            if let Ok(events) = table.map(&map) {
+                return Ok(events);
+            }
+        }
         let value = self.call(host, engine, "parse", (event,))?;
+        self.events("parse", value)
+    }
+
+    /// Hands one stderr line (as text) to `parse_stderr`, if the adapter has
+    /// it: some CLIs say only there that a limit stopped them.
+    pub(super) fn parse_stderr(
+        &mut self,
+        host: &SharedHost,
+        engine: &Engine,
+        line: &[u8],
+    ) -> Fallible<Vec<Map>> {
+        if !self.reads_stderr {
+            return Ok(Vec::new());
+        }
+        let value = self.call(host, engine, "parse_stderr", (lossy_text(line).into_owned(),))?;
+        self.events("parse_stderr", value)
+    }
+
+    /// What a parsing function returned, as a list of events.
+    fn events(&self, function: &str, value: Dynamic) -> Fallible<Vec<Map>> {
         let origin = &self.origin;
         let not_event = |v: &Dynamic| {
             raise(format!(
-                "{origin}: parse() must return a map, an array of maps or (), not {}",
+                "{origin}: {function}() must return a map, an array of maps or (), not {}",
                 v.type_name()
             ))
         };

@@ -131,6 +131,9 @@ pub(super) struct Collector {
     pub(super) tool_calls: i64,
     pub(super) tail: Tail,
     pub(super) cut_lines: i64,
+    /// The last failure message shown: CLIs often say one twice (an error
+    /// event and the failed result), and it is shown once.
+    shown: Option<String>,
 }
 
 impl Collector {
@@ -165,13 +168,13 @@ impl Collector {
             "notice" => view.note(&string(event, "text").unwrap_or_default()),
             "limit" => {
                 let text = string(event, "text").unwrap_or_else(|| "usage limit reached".into());
-                view.note(&format!("limit: {text}"));
+                self.note_failure(view, "limit", &text);
                 let resets_at = event.get("resets_at").and_then(|v| v.as_int().ok());
                 self.limit = Some((text.into(), resets_at));
             }
             "error" => {
                 let text = string(event, "text").unwrap_or_else(|| "unknown error".into());
-                view.note(&format!("error: {text}"));
+                self.note_failure(view, "error", &text);
                 self.error = Some(text.into());
             }
             "result" => {
@@ -183,7 +186,7 @@ impl Collector {
                     let message =
                         string(event, "error").map(String::from).or_else(|| self.result_text.clone());
                     if let Some(message) = message {
-                        view.note(&format!("error: {message}"));
+                        self.note_failure(view, "error", &message);
                         self.error = Some(message);
                     }
                 }
@@ -194,6 +197,14 @@ impl Collector {
         self.cost = number(event, "cost_usd").or(self.cost);
         self.input_tokens = number(event, "input_tokens").or(self.input_tokens);
         self.output_tokens = number(event, "output_tokens").or(self.output_tokens);
+    }
+
+    /// Shows a failure message unless it is the one just shown.
+    fn note_failure(&mut self, view: &mut View, label: &str, message: &str) {
+        if self.shown.as_deref() != Some(message) {
+            view.note(&format!("{label}: {message}"));
+            self.shown = Some(message.to_string());
+        }
     }
 
     /// The agent's final text: its result, else its last words.

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rhai::{Dynamic, Engine, Map};
+use rhai::{Array, Dynamic, Engine, Map};
 
 use super::adapter::{Adapter, Invocation};
 use super::collect::{string, Collector};
@@ -125,14 +125,16 @@ fn supervise(
     let limits = Limits { total: req.timeout, idle: req.idle, grace: GRACE };
     let ending = child.drive(limits, |stream, bytes, cut| {
         collected.tail.push(stream, bytes, cut);
-        if stream == Stream::Stdout {
-            if cut {
-                collected.cut_lines += 1;
-            } else {
-                for event in adapter.parse(host, engine, bytes)? {
-                    collected.event(&event, &mut view);
-                }
+        let events = match stream {
+            _ if cut => {
+                collected.cut_lines += i64::from(stream == Stream::Stdout);
+                Vec::new()
             }
+            Stream::Stdout => adapter.parse(host, engine, bytes)?,
+            Stream::Stderr => adapter.parse_stderr(host, engine, bytes)?,
+        };
+        for event in events {
+            collected.event(&event, &mut view);
         }
         Ok::<(), Box<rhai::EvalAltResult>>(())
     });
@@ -186,6 +188,22 @@ pub(super) fn command(host: &SharedHost, engine: &Engine, name: &str, req: &Map)
     let mut adapter = Adapter::load(host, engine, name)?;
     let req = request(host, req)?;
     Ok(adapter.invocation(host, engine, &req)?.to_map())
+}
+
+/// `agent::parse(name, lines)` -> for each stdout line, the events the
+/// adapter makes of it (its event table, else its `parse`), as during a run.
+pub(super) fn parse(host: &SharedHost, engine: &Engine, name: &str, lines: &Array) -> Fallible<Array> {
+    let mut adapter = Adapter::load(host, engine, name)?;
+    let mut out = Array::new();
+    for (i, line) in lines.iter().enumerate() {
+        let line = line.read_lock::<rhai::ImmutableString>().ok_or_else(|| {
+            crate::host::raise(format!("agent::parse: lines[{i}] is {}, not a string", line.type_name()))
+        })?;
+        let events = adapter.parse(host, engine, line.as_bytes())?;
+        out.push(events.into_iter().map(Dynamic::from).collect::<Array>().into());
+    }
+    host.budget.refill();
+    Ok(out)
 }
 
 /// `agent::which(name)` -> `#{name, source, program, path, installed,
