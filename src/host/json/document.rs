@@ -450,7 +450,10 @@ impl Layout {
     fn of(text: &str, span: &Range<usize>) -> Layout {
         let old = &text[span.clone()];
         let Some(newline) = old.find('\n') else {
-            return Layout::Line { spaced: old.contains(": ") || old.contains(", ") };
+            // A one-line value is spaced like the line it is on.
+            let end = text[span.end..].find('\n').map_or(text.len(), |at| span.end + at);
+            let line = &text[line_start(text, span.start)..end];
+            return Layout::Line { spaced: line.contains(": ") || line.contains(", ") };
         };
         let base = indent_at(text, line_start(text, span.start));
         let inner = indent_at(old, newline + 1);
