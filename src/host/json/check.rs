@@ -134,7 +134,7 @@ fn parse_shape(spec: &Dynamic, at: &str) -> Fallible<Shape> {
         let Some(values) = values.read_lock::<rhai::Array>() else {
             return fail(format!("json::check: 'one_of' of {at} must be an array of values"));
         };
-        shape.one_of = values.clone();
+        shape.one_of.clone_from(&values);
     }
     Ok(shape)
 }

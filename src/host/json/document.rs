@@ -208,7 +208,12 @@ fn show_pointer(tokens: &[String]) -> String {
     if tokens.is_empty() {
         return "the document".to_string();
     }
-    tokens.iter().map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1"))).collect()
+    let mut shown = String::new();
+    for token in tokens {
+        shown.push('/');
+        shown.push_str(&token.replace('~', "~0").replace('/', "~1"));
+    }
+    shown
 }
 
 /// Where a pointer leads in a text.
