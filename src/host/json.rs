@@ -281,12 +281,13 @@ pub(crate) fn module() -> Module {
     });
     // json::check(value, shape) -> the problems of value against a declared
     // shape, one sentence each naming where (empty when it fits); see check.rs.
-    primitive!(m, "check", |value: Dynamic, shape: Dynamic| {
-        check::check(&value, &shape)
+    // (`&mut`: a variable given as the first argument is not copied.)
+    primitive!(m, "check", |value: &mut Dynamic, shape: Dynamic| {
+        check::check(value, &shape)
             .map(|errors| errors.into_iter().map(Dynamic::from).collect::<rhai::Array>())
     });
     // json::check(document, shape): the same for an open document.
-    primitive!(m, "check", |doc: JsonDocument, shape: Dynamic| {
+    primitive!(m, "check", |doc: &mut JsonDocument, shape: Dynamic| {
         let value = doc.0.borrow_mut().get("").map_err(raise)?;
         check::check(&value, &shape)
             .map(|errors| errors.into_iter().map(Dynamic::from).collect::<rhai::Array>())

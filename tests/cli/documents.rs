@@ -312,4 +312,10 @@ fn a_record_cut_off_by_a_kill_is_left_out_and_cut_by_the_next_append() {
     let text = p.read_home("iterate-runs.jsonl");
     assert!(text.starts_with(&whole) && text.ends_with("}\n") && text.lines().count() == 3, "{text}");
     assert_eq!(ids(&p)[1..], ["b", "a"]);
+
+    std::fs::write(p.home().join("iterate-runs.jsonl"), format!("{whole}{{\"id\": 3}}\n")).unwrap();
+    p.aloop(&["iterate", "runs"]).run().code(1).stderr_has(
+        "iterate-runs.jsonl: not a list of run records with an \"id\": the top level[2]: \"id\" must be a string, \
+         not the number 3 (fix or remove the file; it was left as it is)",
+    );
 }

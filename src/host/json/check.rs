@@ -57,7 +57,7 @@ struct Shape {
 pub(crate) fn check(value: &Dynamic, shape: &Dynamic) -> Fallible<Vec<String>> {
     let shape = parse_shape(shape, "the shape")?;
     let mut errors = Vec::new();
-    check_value(value, &shape, "the top level", "", &mut errors);
+    check_value(value, &shape, Place::Top, &mut errors);
     Ok(errors)
 }
 
@@ -214,7 +214,7 @@ fn fits(value: &Dynamic, shape: &Shape) -> bool {
         Kind::Int => value.is_int(),
         Kind::Number => value.is_int() || value.is_float(),
         Kind::Text => value.is_string(),
-        Kind::Name => value.read_lock::<rhai::ImmutableString>().is_some_and(|s| !s.is_empty()),
+        Kind::Name => is_name(value),
         Kind::Array => value.is_array(),
         Kind::Object => value.is_map(),
     };
@@ -226,25 +226,65 @@ fn fits(value: &Dynamic, shape: &Shape) -> bool {
             }))
 }
 
-/// Checks `value`, called `subject` in messages; `path` is what its members
-/// are named under.
-fn check_value(value: &Dynamic, shape: &Shape, subject: &str, path: &str, errors: &mut Vec<String>) {
+/// Where a value is, built into a message only when there is a problem.
+#[derive(Clone, Copy)]
+enum Place<'a> {
+    Top,
+    /// Member `key` of the object at the place.
+    Key(&'a Place<'a>, &'a str),
+    /// Element `index` of the array at the place, with its label.
+    Item(&'a Place<'a>, usize, Option<&'a str>),
+}
+
+impl Place<'_> {
+    /// The place as the subject of a sentence: `the top level`,
+    /// `userStories[1] (US-2): "title"`, `userStories[0]`.
+    fn subject(&self) -> String {
+        match self {
+            Place::Top => "the top level".to_string(),
+            Place::Key(Place::Top, key) => format!("\"{key}\""),
+            Place::Key(parent, key) => format!("{}: \"{key}\"", parent.path()),
+            Place::Item(parent, index, _) => format!("{}[{index}]", parent.name()),
+        }
+    }
+
+    /// What the members of the value here are named under:
+    /// `userStories[1] (US-2)`, `config.timeouts`; empty at the top.
+    fn path(&self) -> String {
+        match self {
+            Place::Top => String::new(),
+            Place::Key(Place::Top, key) => (*key).to_string(),
+            Place::Key(parent, key) => format!("{}.{key}", parent.path()),
+            Place::Item(parent, index, None) => format!("{}[{index}]", parent.name()),
+            Place::Item(parent, index, Some(label)) => format!("{}[{index}] ({label})", parent.name()),
+        }
+    }
+
+    /// The path, or "the top level" for the top.
+    fn name(&self) -> String {
+        match self {
+            Place::Top => "the top level".to_string(),
+            _ => self.path(),
+        }
+    }
+}
+
+/// Checks the value at `place`.
+fn check_value(value: &Dynamic, shape: &Shape, place: Place, errors: &mut Vec<String>) {
     if !fits(value, shape) {
-        errors.push(format!("{subject} must be {}, not {}", describe(shape), json_type(value)));
+        errors.push(format!("{} must be {}, not {}", place.subject(), describe(shape), json_type(value)));
         return;
     }
     if !shape.keys.is_empty() {
         let map = value.read_lock::<Map>().expect("an object");
-        let prefix = if path.is_empty() { String::new() } else { format!("{path}: ") };
         for (key, member) in &shape.keys {
-            let found = map.get(key.as_str());
-            match found {
+            match map.get(key.as_str()) {
                 Some(v) if !(v.is_unit() && member.optional) => {
-                    let inner = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
-                    check_value(v, member, &format!("{prefix}\"{key}\""), &inner, errors);
+                    check_value(v, member, Place::Key(&place, key), errors);
                 }
                 None if !member.optional => {
-                    errors.push(format!("{prefix}\"{key}\" is missing ({})", describe(member)));
+                    let at = Place::Key(&place, key).subject();
+                    errors.push(format!("{at} is missing ({})", describe(member)));
                 }
                 _ => {}
             }
@@ -252,18 +292,16 @@ fn check_value(value: &Dynamic, shape: &Shape, subject: &str, path: &str, errors
     }
     if let Some(items) = &shape.items {
         let array = value.read_lock::<rhai::Array>().expect("an array");
-        let name = if path.is_empty() { "the top level" } else { path };
         let mut seen = BTreeSet::new();
         let mut repeated = BTreeSet::new();
         for (i, item) in array.iter().enumerate() {
-            let at = format!("{name}[{i}]");
-            let label = shape.label.as_deref().and_then(|field| text_member(item, field));
-            let inner = match &label {
-                Some(label) => format!("{at} ({label})"),
-                None => at.clone(),
-            };
-            check_value(item, items, &at, &inner, errors);
-            if let Some(value) = shape.unique.as_deref().and_then(|field| text_member(item, field)) {
+            let member = |field: &str| item.read_lock::<Map>().and_then(|map| map.get(field).cloned());
+            let label = shape.label.as_deref().and_then(member).filter(is_name);
+            let label =
+                label.as_ref().and_then(|l| l.read_lock::<rhai::ImmutableString>().map(|s| s.to_string()));
+            check_value(item, items, Place::Item(&place, i, label.as_deref()), errors);
+            if let Some(value) = shape.unique.as_deref().and_then(member).filter(is_name) {
+                let value = value.cast::<rhai::ImmutableString>();
                 if !seen.insert(value.clone()) {
                     repeated.insert(value);
                 }
@@ -276,9 +314,7 @@ fn check_value(value: &Dynamic, shape: &Shape, subject: &str, path: &str, errors
     }
 }
 
-/// The non-empty text of member `field` of an object, if it has one.
-fn text_member(value: &Dynamic, field: &str) -> Option<String> {
-    let map = value.read_lock::<Map>()?;
-    let text = map.get(field)?.read_lock::<rhai::ImmutableString>()?.to_string();
-    (!text.is_empty()).then_some(text)
+/// Whether a value is a non-empty string.
+fn is_name(value: &Dynamic) -> bool {
+    value.read_lock::<rhai::ImmutableString>().is_some_and(|s| !s.is_empty())
 }
