@@ -8,7 +8,9 @@
 //! `O_APPEND` write that is whole or rolled back, JSON that does not parse
 //! (or gives a key twice) is reported with line and column, and `lock` is an
 //! exclusive advisory lock released when the value is dropped or
-//! `release()`d.
+//! `release()`d. `open_json` gives a document that writes back only what
+//! changed (`json::document`); `read_jsonl`, `append_jsonl` and
+//! `write_jsonl` keep files of one JSON value per line.
 
 use std::cell::RefCell;
 use std::os::fd::AsFd;
