@@ -67,14 +67,54 @@ fn create_temp(dir: BorrowedFd, name: &str) -> io::Result<(String, File)> {
 /// power cut may lose the last lines); state files go through `write_at`.
 /// The file must be a regular file reached without a link.
 pub(crate) fn append_at(dir: BorrowedFd, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let flags = OFlags::WRONLY
-        | OFlags::APPEND
-        | OFlags::CREATE
-        | OFlags::NOFOLLOW
-        | OFlags::NONBLOCK
-        | OFlags::CLOEXEC;
-    let mut file = File::from(rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600))?);
+    let file = open_to_append(dir, name, OFlags::WRONLY)?;
+    append_whole(file, bytes)
+}
+
+/// Appends one line (`bytes` ends with a newline) like `append_at`, after
+/// cutting back an unfinished last line: what an append killed midway
+/// leaves (a write can stop short when the process is killed), which the
+/// new line would otherwise be glued to. For files of one record per line,
+/// written under the caller's lock.
+pub(crate) fn append_line_at(dir: BorrowedFd, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let file = open_to_append(dir, name, OFlags::RDWR)?;
+    let len = file.metadata()?.len();
+    let end = end_of_last_line(&file, len)?;
+    if end != len {
+        file.set_len(end)?;
+    }
+    append_whole(file, bytes)
+}
+
+fn open_to_append(dir: BorrowedFd, name: &str, mode: OFlags) -> io::Result<File> {
+    let flags =
+        mode | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = File::from(rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600))?);
     require_regular(&file)?;
+    Ok(file)
+}
+
+/// Where the file's last complete line ends: just past its last newline
+/// (0 when it has none), read backwards in blocks.
+fn end_of_last_line(file: &File, len: u64) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut block = vec![0u8; 64 * 1024];
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(block.len() as u64);
+        let part = &mut block[..usize::try_from(end - start).expect("a block")];
+        file.read_exact_at(part, start)?;
+        if let Some(at) = part.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + at as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+/// One `write(2)` of a record on an `O_APPEND` descriptor, cut back when
+/// it stops short (see `append_at`).
+fn append_whole(mut file: File, bytes: &[u8]) -> io::Result<()> {
     let written = file.write(bytes)?;
     if written == bytes.len() {
         return Ok(());

@@ -8,7 +8,9 @@
 //! `O_APPEND` write that is whole or rolled back, JSON that does not parse
 //! (or gives a key twice) is reported with line and column, and `lock` is an
 //! exclusive advisory lock released when the value is dropped or
-//! `release()`d.
+//! `release()`d. `open_json` gives a document that writes back only what
+//! changed (`json::document`); `read_jsonl`, `append_jsonl` and
+//! `write_jsonl` keep files of one JSON value per line.
 
 use std::cell::RefCell;
 use std::os::fd::AsFd;
@@ -23,6 +25,7 @@ use crate::error::HostError;
 use crate::files::atomic;
 use crate::files::lock::FileLock;
 use crate::files::read;
+use crate::host::json::JsonDocument;
 use crate::paths::{beneath, Access, Target};
 
 /// A held lock, as the script sees it. Cloning shares the same lock.
@@ -91,6 +94,85 @@ fn write_json(host: &SharedHost, path: &str, value: &Dynamic, first: &[String]) 
     text.push('\n');
     write_in(&target, path, text.as_bytes())?;
     Ok(text)
+}
+
+/// Reads a file of one JSON value per line (JSONL) into an array. Blank
+/// lines are skipped; a malformed line is an error naming `path:line:col`;
+/// a last line without its newline is an append that was cut off (the
+/// process killed midway) and is left out, as `append_jsonl` cuts it.
+fn read_jsonl(host: &SharedHost, path: &str) -> Fallible<Array> {
+    let text = read(host, path)?;
+    let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
+    let mut values = Array::new();
+    for (n, line) in complete.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value = json::parse_value(path, line).map_err(|e| match e {
+            HostError::MalformedJson { path, column, message, .. } => {
+                raise(HostError::MalformedJson { path, line: n + 1, column, message })
+            }
+            other => raise(other),
+        })?;
+        values.push(value);
+    }
+    Ok(values)
+}
+
+/// Appends `value` as one JSON line, whole or not at all (see
+/// `atomic::append_line_at`, which also cuts off a line an earlier append
+/// left unfinished).
+fn append_jsonl(host: &SharedHost, path: &str, value: &Dynamic) -> Fallible<()> {
+    let mut line = json::to_json(value)?;
+    line.push('\n');
+    let target = open(host, path, Access::Write, "appending to")?;
+    atomic::append_line_at(target.dir.as_fd(), file_name(&target, path)?, line.as_bytes())
+        .map_err(|e| raise(format!("appending to {path}: {e}")))
+}
+
+/// Writes an array as JSON lines, atomically (a reader, or a crash, sees
+/// the old file or the new one).
+fn write_jsonl(host: &SharedHost, path: &str, values: &Array) -> Fallible<()> {
+    let mut text = String::new();
+    for value in values {
+        text.push_str(&json::to_json(value)?);
+        text.push('\n');
+    }
+    write_bytes(host, path, text.as_bytes())
+}
+
+/// Opens a JSON file as a document that keeps its text (see
+/// `json::document`); a malformed file is an error naming `path:line:col`.
+fn open_json(host: &SharedHost, path: &str) -> Fallible<JsonDocument> {
+    let text = read(host, path)?;
+    let doc = json::Document::parse(path, text).map_err(raise)?;
+    Ok(JsonDocument(Rc::new(RefCell::new(doc))))
+}
+
+/// Writes a document's changes back, atomically, through the sandbox. When
+/// the file is no longer what the document last read or wrote (someone
+/// else edited it), the file is read again and the changes applied to it
+/// anew (see `Document::rebase`), or nothing is written and the error says
+/// which value changed. A document without changes is not written.
+fn save(host: &SharedHost, doc: &JsonDocument) -> Fallible<()> {
+    let mut doc = doc.0.borrow_mut();
+    let path = doc.path.clone();
+    let target = open(host, &path, Access::Write, "writing")?;
+    let disk = match read::read_at(target.dir.as_fd(), file_name(&target, &path)?, &path) {
+        Ok(text) => text,
+        Err(e) if e.is_not_found() => {
+            return fail(format!("{path}: the file was removed since it was read; nothing was written"))
+        }
+        Err(e) => return Err(raise(e)),
+    };
+    if disk != doc.on_disk() {
+        doc.rebase(disk).map_err(raise)?;
+    } else if !doc.is_changed() {
+        return Ok(());
+    }
+    write_in(&target, &path, doc.text().as_bytes())?;
+    doc.saved();
+    Ok(())
 }
 
 /// Whether `path` names something; a missing directory on the way is
@@ -196,6 +278,37 @@ fn lock(host: &SharedHost, path: &str, wait: Duration) -> Fallible<Lock> {
     Ok(Lock(Rc::new(RefCell::new(lock))))
 }
 
+/// The methods of a document from `fs::open_json` (global, so that
+/// `doc.get(...)` finds them): `doc.get(pointer)` → the value there or `()`;
+/// `doc.value()` → the whole document; `doc.set(pointer, value)` replaces
+/// one value (or adds a missing key to an existing object) in the text;
+/// `doc.save()` writes the changes back (see `save`); `doc.text()` → the
+/// text with the changes.
+fn document_methods(m: &mut Module, host: &SharedHost) {
+    // A primitive registered as a method: global, so `doc.save()` finds it.
+    macro_rules! method {
+        ($name:expr, |$($arg:ident : $ty:ty),*| $body:expr) => {
+            rhai::FuncRegistration::new($name).with_namespace(rhai::FnNamespace::Global).set_into_module(
+                m,
+                move |ctx: rhai::NativeCallContext, $($arg: $ty),*| {
+                    #[allow(clippy::redundant_closure_call)]
+                    let result: Fallible<_> = (|| $body)();
+                    result.map_err(|e| super::at(&ctx, e))
+                },
+            )
+        };
+    }
+    method!("get", |doc: &mut JsonDocument, pointer: &str| doc.0.borrow_mut().get(pointer).map_err(raise));
+    method!("value", |doc: &mut JsonDocument| doc.0.borrow_mut().get("").map_err(raise));
+    method!("set", |doc: &mut JsonDocument, pointer: &str, value: Dynamic| {
+        doc.0.borrow_mut().set(pointer, value).map_err(raise)
+    });
+    method!("text", |doc: &mut JsonDocument| Ok(doc.0.borrow().text().to_string()));
+    let h = host.clone();
+    method!("save", |doc: &mut JsonDocument| save(&h, doc));
+    m.set_custom_type::<JsonDocument>("JsonDocument");
+}
+
 pub(crate) fn module(host: &SharedHost) -> Module {
     let mut m = Module::new();
     let h = host.clone();
@@ -217,6 +330,20 @@ pub(crate) fn module(host: &SharedHost) -> Module {
     primitive!(m, "write_json", |path: &str, value: Dynamic, opts: rhai::Map| {
         write_json(&h, path, &value, &json::key_order_option(&opts, "fs::write_json")?)
     });
+    let h = host.clone();
+    // fs::read_jsonl(path) -> the values of a file of JSON lines.
+    primitive!(m, "read_jsonl", |path: &str| read_jsonl(&h, path));
+    let h = host.clone();
+    // fs::append_jsonl(path, value): one JSON line, whole or not at all.
+    primitive!(m, "append_jsonl", |path: &str, value: Dynamic| append_jsonl(&h, path, &value));
+    let h = host.clone();
+    // fs::write_jsonl(path, values): the whole file, atomically.
+    primitive!(m, "write_jsonl", |path: &str, values: Array| write_jsonl(&h, path, &values));
+    let h = host.clone();
+    // fs::open_json(path) -> a document that keeps the file's text; see
+    // `document_methods`.
+    primitive!(m, "open_json", |path: &str| open_json(&h, path));
+    document_methods(&mut m, host);
     let h = host.clone();
     primitive!(m, "append", |path: &str, text: &str| append(&h, path, text));
     let h = host.clone();

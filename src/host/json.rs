@@ -1,7 +1,9 @@
 //! `json::` — parse, stringify, pretty; and the conversions between Rhai
 //! values and JSON that `fs::`, `tpl::` and `agent::` share.
 
+mod check;
 mod decode;
+mod document;
 
 use std::borrow::Cow;
 
@@ -10,6 +12,7 @@ use serde_json::Value;
 
 use super::{raise, Fallible};
 pub(crate) use decode::RhaiValue;
+pub(crate) use document::{Document, JsonDocument};
 
 /// Parses JSON text into any deserializable type; errors carry
 /// `name:line:col`. A byte order mark at the start is skipped (editors write
@@ -275,6 +278,19 @@ pub(crate) fn module() -> Module {
     // list those keys first, in that order, and the rest sorted.
     primitive!(m, "pretty", |value: Dynamic, opts: rhai::Map| {
         to_pretty_json_in(&value, None, &key_order_option(&opts, "json::pretty")?, 0)
+    });
+    // json::check(value, shape) -> the problems of value against a declared
+    // shape, one sentence each naming where (empty when it fits); see check.rs.
+    // (`&mut`: a variable given as the first argument is not copied.)
+    primitive!(m, "check", |value: &mut Dynamic, shape: Dynamic| {
+        check::check(value, &shape)
+            .map(|errors| errors.into_iter().map(Dynamic::from).collect::<rhai::Array>())
+    });
+    // json::check(document, shape): the same for an open document.
+    primitive!(m, "check", |doc: &mut JsonDocument, shape: Dynamic| {
+        let value = doc.0.borrow_mut().get("").map_err(raise)?;
+        check::check(&value, &shape)
+            .map(|errors| errors.into_iter().map(Dynamic::from).collect::<rhai::Array>())
     });
     m
 }

@@ -18,8 +18,12 @@ fn home_json(p: &Project, name: &str) -> Value {
     serde_json::from_str(&p.read_home(name)).unwrap_or_else(|e| panic!("{name} is not JSON: {e}"))
 }
 
+/// The run history, `iterate-runs.jsonl`: one record per line, oldest first.
 fn runs(p: &Project) -> Vec<Value> {
-    home_json(p, "iterate-runs.json")["runs"].as_array().expect("a runs array").clone()
+    p.read_home("iterate-runs.jsonl")
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("a history line is not JSON: {e}")))
+        .collect()
 }
 
 /// Every file of the project and `ALOOP_HOME` except lock files (which a
@@ -166,7 +170,7 @@ fn dry_run_shows_plan_and_prompt_and_saves_a_skipped_record() {
     ] {
         assert!(run.get(key).is_some(), "record lacks {key}: {run}");
     }
-    assert_eq!(mode(&p.home().join("iterate-runs.json")), 0o600);
+    assert_eq!(mode(&p.home().join("iterate-runs.jsonl")), 0o600);
     assert_eq!(mode(&p.home().join("iterate-metrics.json")), 0o600);
     assert!(
         record_line.contains(&format!("recorded as run {}", run["id"].as_str().unwrap())),
@@ -206,7 +210,7 @@ fn unknown_scope_agent_and_bad_numbers_are_usage_errors() {
         .stderr_has("not both");
     iterate(&p, &["run", "--dry-run", "--timeout=-5m"]).code(2).stderr_has("--timeout '-5m'");
     iterate(&p, &["run", "--dry-run", "--timeout", "soon"]).code(2).stderr_has("e.g. 30m");
-    assert!(!p.home().join("iterate-runs.json").exists());
+    assert!(!p.home().join("iterate-runs.jsonl").exists());
 }
 
 // ------------------------------------------------------------------ metrics
@@ -303,14 +307,17 @@ fn a_failing_or_invalid_metrics_source_is_an_error_and_snapshots_are_untouched()
 // -------------------------------------------------------------- run records
 
 #[test]
-fn the_run_file_keeps_exactly_the_newest_100_records() {
+fn the_newest_100_records_are_kept() {
     let p = Project::git();
     write_runs(&p, 99);
     dry_run(&p, &[]).ok();
-    assert_eq!(runs(&p).len(), 100);
+    assert_eq!(runs(&p).len(), 100, "the old file's records moved into the history");
     assert_eq!(runs(&p)[0]["id"], "old-000");
+    assert!(!p.home().join("iterate-runs.json").exists(), "the old file is gone once moved");
     dry_run(&p, &[]).ok();
-    let kept = runs(&p);
+    let mut kept =
+        iterate(&p, &["runs", "--json", "--limit", "1000"]).ok().json().as_array().unwrap().clone();
+    kept.reverse();
     assert_eq!(kept.len(), 100);
     assert_eq!(kept[0]["id"], "old-001", "the oldest record was dropped");
     assert_eq!(kept[98]["status"], "skipped");
@@ -830,7 +837,7 @@ fn overlapping_ticks_never_run_twice() {
         .run()
         .ok()
         .stderr_has("another tick is still running");
-    assert!(!p.home().join("iterate-runs.json").exists(), "the overlapping tick did nothing");
+    assert!(!p.home().join("iterate-runs.jsonl").exists(), "the overlapping tick did nothing");
     holder.kill().unwrap();
     holder.wait().unwrap();
     p.aloop(&["iterate", "tick"]).env("ALOOP_NOW", "2026-01-01T10:00:00+00:00").run().ok();
@@ -864,7 +871,7 @@ fn foreground_until_ctrl_c(p: &Project, args: &[&str], now: &str) -> String {
     all.extend_from_slice(args);
     let child = p.aloop(&all).env("ALOOP_NOW", now).spawn();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !p.home().join("iterate-runs.json").exists() {
+    while !p.home().join("iterate-runs.jsonl").exists() {
         assert!(Instant::now() < deadline, "no cycle ran");
         std::thread::sleep(Duration::from_millis(50));
     }

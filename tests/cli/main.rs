@@ -6,6 +6,7 @@ mod support;
 mod agents;
 mod bad_input;
 mod demo;
+mod documents;
 mod faults;
 mod hardening_fs;
 mod host;

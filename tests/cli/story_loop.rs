@@ -235,7 +235,7 @@ fn run_names_every_bad_story_field() {
         "userStories[1] (US-002): \"title\" is missing",
         "userStories[1] (US-002): \"passes\" must be true or false, not the string \"no\"",
         "userStories[1] (US-002): \"priority\" must be a whole number, not the string \"high\"",
-        "userStories[2]: \"id\" must be a non-empty string (missing)",
+        "userStories[2]: \"id\" is missing (a non-empty string)",
         "the id \"US-001\" is used by more than one story",
     ] {
         assert!(out.stderr.contains(part), "stderr lacks {part:?}\n{}", out.stderr);
