@@ -137,6 +137,16 @@ pub(crate) fn module(host: &SharedHost) -> Module {
     primitive!(m, "confirm", |question: &str, default: bool| { Ok(confirm(&h, question, default)) });
     let h = host.clone();
     primitive!(m, "is_interactive", || { Ok(h.interactive) });
+    // ui::status(text) -> on a terminal, redraws one status line in place (a
+    // countdown); "" clears it. Without a terminal it draws nothing and
+    // returns false, so the caller can print occasional lines instead.
+    primitive!(m, "status", |text: &str| {
+        if !io::stderr().is_terminal() {
+            return Ok(false);
+        }
+        let _ = write!(anstream::stderr().lock(), "\r\x1b[2K{text}");
+        Ok(true)
+    });
     // ui::read_stdin() -> all of stdin (to its end) as text, or () when stdin
     // is a terminal: it never waits for a person to type.
     primitive!(m, "read_stdin", || {
