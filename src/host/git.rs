@@ -153,9 +153,9 @@ pub(crate) fn module(host: &SharedHost) -> Module {
     // untracked files included (state "??"), as `git status --porcelain`.
     primitive!(m, "status", || status(&h));
     let h = host.clone();
-    // git::switch(branch) -> switches to the branch, creating it at HEAD
+    // git::switch_branch(branch) -> switches to the branch, creating it at HEAD
     // when it does not exist; true when it was created.
-    primitive!(m, "switch", |branch: &str| switch(&h, branch));
+    primitive!(m, "switch_branch", |branch: &str| switch(&h, branch));
     let h = host.clone();
     // git::commit(paths, message) -> commits those paths only (whatever
     // else is staged stays staged); the new SHA, or () when they hold no change.

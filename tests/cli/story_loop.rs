@@ -454,7 +454,22 @@ fn run_passes_every_story_in_priority_order_and_exits_0() {
         prompt(1).contains("# You are the evaluator")
             && prompt(1).contains(&format!("git diff {start}..HEAD"))
     );
-    let after_first = p.git_cmd(&["rev-parse", "HEAD~2"]).trim().to_string();
+    // The loop commits its record after each verdict, in a commit of its own.
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        [
+            "aloop: US-003 PASS",
+            "feat: US-003",
+            "aloop: US-002 PASS",
+            "feat: US-002",
+            "aloop: US-001 PASS",
+            "feat: US-001",
+            "set up the loop",
+            "initial"
+        ]
+    );
+    assert_eq!(p.git_cmd(&["status", "--porcelain"]), "", "the run leaves the tree clean");
+    let after_first = p.git_cmd(&["rev-parse", "HEAD~4"]).trim().to_string();
     assert!(
         prompt(3).contains(&format!("git diff {after_first}..HEAD")),
         "the evaluator diffs from the generator's start"
@@ -689,7 +704,10 @@ fn a_false_complete_claim_is_ignored_and_evaluated() {
     let out = run_with(
         &p,
         &["run", "1"],
-        &json!([{"text": "All done. <promise>COMPLETE</promise>"}, rejects("nothing was built")]),
+        &json!([
+            {"write": {"half.txt": "half\n"}, "text": "All done. <promise>COMPLETE</promise>"},
+            rejects("nothing was built")
+        ]),
     )
     .code(2);
     assert!(
