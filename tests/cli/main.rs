@@ -10,6 +10,7 @@ mod faults;
 mod hardening_fs;
 mod host;
 mod iterate;
+mod overnight;
 mod processes;
 mod story_loop;
 mod trust;
