@@ -579,7 +579,7 @@ fn bad_overnight_settings_are_refused_with_the_key_named() {
         (json!({"stallRetries": "2"}), "\"stallRetries\" must be a whole number of at least 1 or null, not the string \"2\""),
         (json!({"checks": "cargo test"}), "\"checks\" must be a list of commands such as [[\"cargo\", \"test\"]], not the string \"cargo test\""),
         (json!({"checks": ["cargo test"]}), "\"checks[0]\" must be a command as an array of strings such as [\"cargo\", \"test\"] (never a shell string), not the string \"cargo test\""),
-        (json!({"hooks": {"story_done": []}}), "\"hooks.story_done\" is not an event (events: story_passed, story_rejected, story_blocked, limit_wait, budget_stop, loop_complete, loop_stopped)"),
+        (json!({"hooks": {"story_done": []}}), "\"hooks.story_done\" is not an event (events: story_passed, story_rejected, story_blocked, limit_wait, budget_stop, loop_complete, loop_stopped, run_recorded)"),
         (json!({"hooks": {"loop_complete": [[]]}}), "\"hooks.loop_complete[0]\" must be a command as an array of strings"),
         (json!({"autonomy": {"reviewer": "full"}}), "\"autonomy.reviewer\" is not a role (roles: generator, evaluator, planner)"),
         (json!({"sandbox": "yes"}), "\"sandbox\" must be true or false, not the string \"yes\""),
@@ -593,4 +593,136 @@ fn bad_overnight_settings_are_refused_with_the_key_named() {
         assert!(out.stderr.contains(message), "{patch}: {}", out.stderr);
         assert_eq!(p.snapshot(), before, "nothing written for {patch}");
     }
+}
+
+// ------------------------------------------------------------ iterate
+
+/// A git project for iterate with the limiter adapter and a schedule.
+fn iterate_project() -> Project {
+    let p = Project::git().home_file("scripts/agents/limiter.rhai", LIMITER);
+    p.aloop(&["iterate", "watch", "--interval", "1h", "--agent", "limiter"]).run().ok();
+    p
+}
+
+fn iterate_with(p: &Project, args: &[&str], entries: &Value) -> Run {
+    let plan = crate::story_loop::plan(p, entries);
+    new_plan(p);
+    p.aloop(args)
+        .env("FAKE_AGENT_PLAN", &plan)
+        .env("FAKE_AGENT_LOG", outside(p, "agents.jsonl"))
+        .env("ALOOP_SLEEP_SCALE", "0")
+        .env("ALOOP_NOW", NOW)
+}
+
+#[test]
+fn iterate_tick_records_a_limit_and_the_next_tick_tries_again() {
+    let p = iterate_project();
+    let events = outside(&p, "events.txt");
+    let hook = json!([[
+        "sh",
+        "-c",
+        format!("printf '%s %s\\n' \"$ALOOP_EVENT_EVENT\" \"$ALOOP_EVENT_STATUS\" >> {}", events.display())
+    ]]);
+    let p =
+        p.file(".loop/config.json", &json!({"hooks": {"run_recorded": hook}}).to_string()).commit("hooks");
+    p.aloop(&["trust"]).run().ok();
+    let entries = json!([limited(Some(NOW_UNIX + 3600)), {"write": {"x.txt": "x\n"}, "text": "Changed x."}]);
+    let out = iterate_with(&p, &["iterate", "tick"], &entries).run().code(4);
+    assert!(
+        out.stderr.contains("limited: You've hit your limit, resets at 2026-12-02T11:00:00+00:00; a usage limit: the next cycle tries again"),
+        "{}",
+        out.stderr
+    );
+    assert!(lines_with(&out, "waiting").is_empty(), "a tick does not wait: {}", out.stderr);
+    let status = p.aloop(&["iterate", "watch", "--status"]).env("ALOOP_NOW", NOW).run().ok();
+    assert!(
+        status.stdout.contains(" limited (a usage limit: the next cycle tries again)"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stdout.contains("limit        You've hit your limit; resets at 2026-12-02T11:00:00+00:00: the next cycle tries again"),
+        "{}",
+        status.stdout
+    );
+    // The next tick (the plan's next entry) goes through.
+    let plan = outside(&p, "plan.json");
+    p.aloop(&["iterate", "tick"])
+        .env("FAKE_AGENT_PLAN", &plan)
+        .env("ALOOP_NOW", NOW)
+        .run()
+        .ok()
+        .stderr_has("applied: 1 file changed");
+    assert_eq!(std::fs::read_to_string(&events).unwrap(), "run_recorded limited\nrun_recorded applied\n");
+}
+
+#[test]
+fn iterate_run_waits_out_a_limit_and_asks_again() {
+    let p = iterate_project();
+    let entries = json!([limited(None), {"write": {"x.txt": "x\n"}, "text": "Changed x."}]);
+    let out =
+        iterate_with(&p, &["iterate", "run", "--auto-apply", "--agent", "limiter"], &entries).run().ok();
+    assert_eq!(
+        lines_with(&out, "waiting"),
+        ["waiting 5m, until 10:05 (no reset time given: backing off); Ctrl-C stops"],
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("the wait is over; asking limiter again"), "{}", out.stderr);
+    assert!(out.stderr.contains("applied: 1 file changed"), "{}", out.stderr);
+    assert_eq!(calls(&p).len(), 2);
+}
+
+#[test]
+fn watch_in_the_foreground_stops_at_its_cost_budget() {
+    let p = iterate_project();
+    let entries = json!([{"write": {"x.txt": "x\n"}, "text": "Changed x."}, {"write": {"y.txt": "y\n"}, "text": "Changed y."}]);
+    let out =
+        iterate_with(&p, &["iterate", "watch", "--foreground", "--max-cost", "0.01"], &entries).run().code(5);
+    assert!(
+        out.stderr.contains(
+            "warning: the cost budget of $0.0100 is reached ($0.0123 spent); stopping before the next cycle"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(calls(&p).len(), 1);
+    p.aloop(&["iterate", "watch", "--max-cost", "1"])
+        .run()
+        .code(2)
+        .stderr_has("--max-cost and --max-time go with --foreground");
+}
+
+// ------------------------------------------------------------ init
+
+#[test]
+fn init_suggests_the_checks_it_detects_and_trusts_the_config_it_writes() {
+    let p = Project::git().file("Cargo.toml", "[package]\nname = \"x\"\n").file("go.mod", "module x\n");
+    let out = p.aloop(&["init"]).run().ok();
+    assert!(
+        out.stderr.contains(
+            "checks aloop could run after each generator call (add to \"checks\" in .loop/config.json, then `aloop trust`):\n  \
+             [\"cargo\",\"test\"]    (Cargo.toml)\n  [\"go\",\"test\",\"./...\"]    (go.mod)\n"
+        ),
+        "{}",
+        out.stderr
+    );
+    let config = json_file(&p, ".loop/config.json");
+    assert_eq!(config["checks"], json!([]), "suggested, never added");
+    assert_eq!(config["limits"], json!({"wait": true, "maxWaitMinutes": 360}));
+    assert_eq!(config["autonomy"], json!({"generator": "full", "evaluator": "full", "planner": "edit"}));
+    let listed = p.aloop(&["trust", "--list"]).run().ok();
+    assert!(
+        listed.stdout.lines().any(|l| l.contains("config.json") && l.ends_with("trusted")),
+        "{}",
+        listed.stdout
+    );
+    let ignored = p.read(".loop/.gitignore");
+    for private in [".loop.lock", ".prd.lock", ".verdict", "runs.jsonl"] {
+        assert!(ignored.lines().any(|l| l == private), "{ignored}");
+    }
+    assert!(
+        !ignored.lines().any(|l| l == "prd.json" || l == "progress.md"),
+        "the shared record is committed"
+    );
 }

@@ -40,7 +40,7 @@ pub(crate) fn outside(p: &Project, name: &str) -> PathBuf {
 }
 
 /// Writes the fake agents' per-call plan and returns its path.
-fn plan(p: &Project, entries: &Value) -> PathBuf {
+pub(crate) fn plan(p: &Project, entries: &Value) -> PathBuf {
     let path = outside(p, "plan.json");
     std::fs::write(&path, serde_json::to_vec(&entries).unwrap()).unwrap();
     path
