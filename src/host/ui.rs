@@ -144,7 +144,11 @@ pub(crate) fn module(host: &SharedHost) -> Module {
         if !io::stderr().is_terminal() {
             return Ok(false);
         }
-        let _ = write!(anstream::stderr().lock(), "\r\x1b[2K{text}");
+        // Straight to stderr: erasing the line is cursor control, not colour,
+        // so NO_COLOR (which anstream honours by stripping escapes) keeps it.
+        let mut err = io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K{text}");
+        let _ = err.flush();
         Ok(true)
     });
     // ui::read_stdin() -> all of stdin (to its end) as text, or () when stdin

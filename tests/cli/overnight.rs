@@ -726,3 +726,62 @@ fn init_suggests_the_checks_it_detects_and_trusts_the_config_it_writes() {
         "the shared record is committed"
     );
 }
+
+#[test]
+fn on_a_terminal_the_wait_is_a_live_countdown() {
+    let p = iterate_project();
+    let plan = crate::story_loop::plan(
+        &p,
+        &json!([limited(None), {"write": {"x.txt": "x\n"}, "text": "Changed x."}]),
+    );
+    let plan = plan.display().to_string();
+    let (code, shown) = crate::iterate::on_terminal(
+        &p,
+        "iterate run --auto-apply --agent limiter",
+        "",
+        &[("FAKE_AGENT_PLAN", &plan), ("ALOOP_SLEEP_SCALE", "0"), ("ALOOP_NOW", NOW)],
+    );
+    assert_eq!(code, 0, "{shown}");
+    let line = |left: &str| {
+        format!("\r\x1b[2K  waiting for the limit to reset: {left} left (until 10:05; Ctrl-C to stop)")
+    };
+    for left in ["5m", "4m59s", "2m30s", "1s"] {
+        assert!(shown.contains(&line(left)), "no countdown line for {left}: {shown:?}");
+    }
+    assert!(!shown.contains("still waiting"), "no log lines on a terminal: {shown}");
+    assert!(
+        shown.contains("1s left (until 10:05; Ctrl-C to stop)\r\x1b[2K"),
+        "the line is cleared after: {shown:?}"
+    );
+    assert!(shown.contains("applied: 1 file changed"), "{shown}");
+}
+
+#[test]
+fn hooks_hear_a_limit_wait_and_a_budget_stop() {
+    let p = project_with(&json!({"agent": "limiter", "budget": {"maxCostUsd": 0.02}}));
+    let events = outside(&p, "events.txt");
+    let record = json!([["sh", "-c", format!(
+        "printf '%s %s %s\\n' \"$ALOOP_EVENT_EVENT\" \"$ALOOP_EVENT_WAIT_SECONDS\" \"$ALOOP_EVENT_EXIT_CODE\" >> {}",
+        events.display()
+    )]]);
+    set_config(&p, &json!({"hooks": {"limit_wait": record, "budget_stop": record, "loop_stopped": record}}));
+    p.aloop(&["trust"]).run().ok();
+    let entries = json!([limited(Some(NOW_UNIX + 120)), builds("US-001", "a.txt"), rejects("not yet")]);
+    let out = overnight(&p, &["run"], &entries).run().code(5);
+    assert!(out.stderr.contains("the cost budget of $0.0200 is reached ($0.0246 spent)"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&events).unwrap(),
+        "limit_wait 180 \nbudget_stop  \nloop_stopped  5\n"
+    );
+}
+
+#[test]
+fn a_bad_sleep_scale_is_refused_by_name() {
+    let p = Project::git().file("nap.rhai", "time::sleep(1);\nprint(\"awake\");\n");
+    p.aloop(&["exec", "./nap.rhai"]).env("ALOOP_SLEEP_SCALE", "0").run().ok().stdout_is("awake\n");
+    p.aloop(&["exec", "./nap.rhai"])
+        .env("ALOOP_SLEEP_SCALE", "fast")
+        .run()
+        .code(1)
+        .stderr_has("ALOOP_SLEEP_SCALE='fast' is not a number between 0 and 1");
+}
