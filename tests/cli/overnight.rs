@@ -785,3 +785,31 @@ fn a_bad_sleep_scale_is_refused_by_name() {
         .code(1)
         .stderr_has("ALOOP_SLEEP_SCALE='fast' is not a number between 0 and 1");
 }
+
+#[test]
+fn the_record_is_committed_before_the_run_and_an_ignored_loop_dir_only_warns() {
+    let p = project_with(&json!({}));
+    std::fs::write(p.path(".loop/progress.md"), "# Progress\n\nedited by hand\n").unwrap();
+    run_with(&p, &["run", "1"], &json!([builds("US-001", "a.txt"), passes()])).code(2);
+    let log = p.git_cmd(&["log", "--format=%s"]);
+    assert_eq!(
+        log.lines().take(3).collect::<Vec<_>>(),
+        ["aloop: US-001 PASS", "feat: US-001", "aloop: the loop's record before the run"]
+    );
+    assert_eq!(p.git_cmd(&["status", "--porcelain"]), "");
+
+    let q = Project::git()
+        .file(".gitignore", ".loop/\n")
+        .fixture("loop/config.json", ".loop/config.json")
+        .fixture("loop/prd.json", ".loop/prd.json")
+        .commit("ignore the loop");
+    let out = run_with(&q, &["run", "1"], &json!([builds("US-001", "a.txt"), passes()])).code(2);
+    let warned = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("will not be committed") || l.contains("could not commit"))
+        .count();
+    assert_eq!(warned, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("US-001 PASSED"), "{}", out.stderr);
+    assert_eq!(q.git_cmd(&["log", "--format=%s"]).lines().next(), Some("feat: US-001"));
+}
