@@ -144,7 +144,7 @@ fn a_reset_past_max_wait_minutes_stops_with_exit_4_saying_when_to_come_back() {
     assert!(
         out.stderr.contains(
             "warning: stopped at a usage limit (the wait of 5h1m would pass limits.maxWaitMinutes (60)); \
-             it resets at 15:01: run aloop run again after that"
+             it resets at 15:00: run aloop run again after that"
         ),
         "{}",
         out.stderr
@@ -812,4 +812,23 @@ fn the_record_is_committed_before_the_run_and_an_ignored_loop_dir_only_warns() {
     assert_eq!(warned, 1, "{}", out.stderr);
     assert!(out.stderr.contains("US-001 PASSED"), "{}", out.stderr);
     assert_eq!(q.git_cmd(&["log", "--format=%s"]).lines().next(), Some("feat: US-001"));
+}
+
+#[test]
+fn a_hook_that_hangs_is_stopped_at_its_timeout_and_the_loop_goes_on() {
+    let p = project_with(&json!({}));
+    let mut config = json_file(&p, ".loop/config.json");
+    config["timeouts"]["hooks"] = json!(1);
+    config["hooks"] = json!({"story_passed": [["sleep", "30"]]});
+    std::fs::write(p.path(".loop/config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    p.aloop(&["trust"]).run().ok();
+    let start = std::time::Instant::now();
+    let out = run_with(&p, &["run", "1"], &json!([builds("US-001", "a.txt"), passes()])).code(2);
+    assert!(start.elapsed() < std::time::Duration::from_secs(25), "the hook did not hold the loop up");
+    assert!(
+        out.stderr.contains("warning: the story_passed hook sleep 30 failed (timed out after 1s); going on"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("Loop Complete"), "{}", out.stderr);
 }
