@@ -832,3 +832,18 @@ fn a_hook_that_hangs_is_stopped_at_its_timeout_and_the_loop_goes_on() {
     );
     assert!(out.stderr.contains("Loop Complete"), "{}", out.stderr);
 }
+
+#[test]
+fn a_broken_runs_jsonl_line_is_skipped_when_adding_up() {
+    let p = project_with(&json!({}));
+    let line = |cost: f64| {
+        json!({"status": "ok", "cost_usd": cost, "input_tokens": 10, "output_tokens": 5, "duration_ms": 2000})
+            .to_string()
+    };
+    std::fs::write(
+        p.path(".loop/runs.jsonl"),
+        format!("{}\n{{\"status\": \"ok\", \"cost\n{}\n", line(0.5), line(0.25)),
+    )
+    .unwrap();
+    p.aloop(&["status"]).run().ok().stdout_has("spent: $0.7500, 30 tokens, 4s in 2 agent calls\n");
+}
