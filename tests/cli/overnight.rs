@@ -847,3 +847,11 @@ fn a_broken_runs_jsonl_line_is_skipped_when_adding_up() {
     .unwrap();
     p.aloop(&["status"]).run().ok().stdout_has("spent: $0.7500, 30 tokens, 4s in 2 agent calls\n");
 }
+
+#[test]
+fn in_explore_mode_a_generator_that_changes_nothing_is_still_evaluated() {
+    let p = project_with(&json!({"mode": "explore"}));
+    let out = run_with(&p, &["run", "1"], &json!([{"text": "Explored."}, passes()])).code(2);
+    assert!(!out.stderr.contains("changed nothing"), "{}", out.stderr);
+    assert_eq!(calls(&p).len(), 2, "the evaluator ran");
+}
