@@ -146,6 +146,11 @@ pub(crate) fn trust(host: &SharedHost, list: bool, revoke: Option<&Path>, json: 
     // Scripts, and the command manifest that routes command words to them.
     let manifest_path = dir.join(manifest::FILE_NAME);
     files.retain(|f| f.extension().is_some_and(|e| e == "rhai") || *f == manifest_path);
+    // The repository's config.json beside the scripts can name programs to
+    // run (checks, hooks): scripts honour those only once it is pinned too.
+    if let Some(config) = dir.parent().map(|d| d.join("config.json")).filter(|c| c.is_file()) {
+        files.push(config);
+    }
     files.sort();
     let mut scripts = Vec::new();
     for file in files {

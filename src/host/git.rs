@@ -1,12 +1,13 @@
 //! `git::` — HEAD and what changed since a commit, for recording what an
-//! agent did. Everything is asked of git itself, so worktrees, packed refs,
+//! agent did; the work tree's status, switching branches and committing
+//! chosen paths, for a loop that keeps its own record in the repository. Everything is asked of git itself, so worktrees, packed refs,
 //! reftable and `GIT_DIR` work as git has them. Diffs include untracked files (respecting .gitignore) without
 //! touching the user's index: changes are staged into a throwaway copy of it.
 
 use std::path::Path;
 use std::process::Command;
 
-use rhai::{Array, Dynamic, Module};
+use rhai::{Array, Dynamic, Map, Module};
 
 use super::{raise, Fallible};
 use crate::context::SharedHost;
@@ -57,6 +58,65 @@ fn diff(host: &SharedHost, since: &Dynamic, extra: &[&str]) -> Fallible<String> 
     git(root, &args, Some(&index)).map_err(raise)
 }
 
+/// `git status --porcelain`: one `#{path, state}` per changed or untracked
+/// path (state is git's two-letter code, "??" for untracked).
+fn status(host: &SharedHost) -> Fallible<Array> {
+    let out = git(&host.roots.project, &["status", "--porcelain=v1", "-z", "--untracked-files=all"], None)
+        .map_err(raise)?;
+    let mut entries = Array::new();
+    let mut fields = out.split('\0').filter(|f| !f.is_empty());
+    while let Some(field) = fields.next() {
+        let (state, path) = field.split_at(field.len().min(3));
+        let state = state.trim_end().to_string();
+        if state.starts_with('R') || state.starts_with('C') {
+            // A rename or copy is followed by the path it came from.
+            fields.next();
+        }
+        let mut entry = Map::new();
+        entry.insert("path".into(), path.to_string().into());
+        entry.insert("state".into(), state.into());
+        entries.push(entry.into());
+    }
+    Ok(entries)
+}
+
+/// Switches to `branch`, creating it at HEAD when it does not exist; returns
+/// whether it was created.
+fn switch(host: &SharedHost, branch: &str) -> Fallible<bool> {
+    let root = &host.roots.project;
+    if branch.starts_with('-') || git(root, &["check-ref-format", "--branch", branch], None).is_err() {
+        return super::fail(format!("'{branch}' is not a valid branch name"));
+    }
+    let exists = git(root, &["rev-parse", "--verify", "-q", &format!("refs/heads/{branch}")], None).is_ok();
+    let args: &[&str] = if exists { &["switch", "-q", branch] } else { &["switch", "-q", "-c", branch] };
+    git(root, args, None).map_err(raise)?;
+    Ok(!exists)
+}
+
+/// Commits the current content of `paths` (and only them) with `message`;
+/// returns the new commit's SHA, or () when they hold no change.
+fn commit(host: &SharedHost, paths: &Array, message: &str) -> Fallible<Dynamic> {
+    let root = &host.roots.project;
+    let paths = super::proc::argv(paths)?;
+    let mut add = vec!["add", "-A", "--"];
+    add.extend(paths.iter().map(String::as_str));
+    git(root, &add, None).map_err(raise)?;
+    let has_head = git(root, &["rev-parse", "--verify", "-q", "HEAD"], None).is_ok();
+    let mut staged = vec!["diff", "--cached", "--quiet"];
+    if has_head {
+        staged.push("HEAD");
+    }
+    staged.push("--");
+    staged.extend(paths.iter().map(String::as_str));
+    if git(root, &staged, None).is_ok() {
+        return Ok(Dynamic::UNIT);
+    }
+    let mut args = vec!["commit", "-q", "--no-verify", "-m", message, "--only", "--"];
+    args.extend(paths.iter().map(String::as_str));
+    git(root, &args, None).map_err(raise)?;
+    Ok(trimmed_or_unit(git(root, &["rev-parse", "--verify", "-q", "HEAD"], None)))
+}
+
 pub(crate) fn module(host: &SharedHost) -> Module {
     let mut m = Module::new();
     let h = host.clone();
@@ -88,5 +148,17 @@ pub(crate) fn module(host: &SharedHost) -> Module {
         let names = diff(&h, &since, &["--name-only"])?;
         Ok(names.lines().filter(|l| !l.is_empty()).map(|l| Dynamic::from(l.to_string())).collect::<Array>())
     });
+    let h = host.clone();
+    // git::status() -> [#{path, state}] for every uncommitted change,
+    // untracked files included (state "??"), as `git status --porcelain`.
+    primitive!(m, "status", || status(&h));
+    let h = host.clone();
+    // git::switch_branch(branch) -> switches to the branch, creating it at HEAD
+    // when it does not exist; true when it was created.
+    primitive!(m, "switch_branch", |branch: &str| switch(&h, branch));
+    let h = host.clone();
+    // git::commit(paths, message) -> commits those paths only (whatever
+    // else is staged stays staged); the new SHA, or () when they hold no change.
+    primitive!(m, "commit", |paths: Array, message: &str| commit(&h, &paths, message));
     m
 }

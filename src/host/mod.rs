@@ -36,6 +36,7 @@ pub mod json;
 pub(crate) mod proc;
 pub(crate) mod time;
 pub mod tpl;
+pub(crate) mod trust;
 pub(crate) mod ui;
 
 /// The error type of every primitive.
@@ -102,7 +103,7 @@ pub(crate) fn opt_seconds(opts: &Map, key: &str) -> Fallible<Option<std::time::D
 }
 
 pub(crate) fn register(engine: &mut Engine, host: &SharedHost) {
-    let modules: [(&str, Module); 9] = [
+    let modules: [(&str, Module); 10] = [
         ("fs", fs::module(host)),
         ("json", json::module()),
         ("tpl", tpl::module(host)),
@@ -112,6 +113,7 @@ pub(crate) fn register(engine: &mut Engine, host: &SharedHost) {
         ("ui", ui::module(host)),
         ("agent", agent::module(host)),
         ("bundle", bundle::module()),
+        ("trust", trust::module(host)),
     ];
     for (name, module) in modules {
         engine.register_static_module(name, module.into());

@@ -115,6 +115,12 @@ pub(crate) fn module(host: &SharedHost) -> Module {
     primitive!(m, "quote", |args: Array| quote(&args));
     // proc::env(name) -> the value of one of aloop's environment variables, or ().
     primitive!(m, "env", |name: &str| { Ok(std::env::var(name).map_or(Dynamic::UNIT, Dynamic::from)) });
+    // proc::is_root() -> whether aloop runs as root (effective user id 0),
+    // which some agent CLIs refuse for their most permissive modes.
+    primitive!(m, "is_root", || {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        Ok(unsafe { libc::geteuid() } == 0)
+    });
     // proc::which(program) -> its full path on PATH, or ().
     let h = host.clone();
     primitive!(m, "which", |program: &str| {

@@ -2,6 +2,8 @@
 //! `ALOOP_NOW` (RFC 3339) overrides "now", and the local zone becomes its
 //! offset, for everything but `unix_ms`, so schedules can be tested at any
 //! hour; `unix_ms` is always the real clock, for measuring durations.
+//! `ALOOP_SLEEP_SCALE` (a number, for tests) multiplies every `time::sleep`:
+//! 0 skips them, 0.001 makes an hour 3.6 seconds.
 
 use std::time::{Duration, Instant};
 
@@ -207,12 +209,23 @@ fn cron_next(expr: &str, tz: &str) -> Fallible<i64> {
     }
 }
 
+/// The `ALOOP_SLEEP_SCALE` factor for sleeps (1 when unset).
+fn sleep_scale() -> Fallible<f64> {
+    match std::env::var("ALOOP_SLEEP_SCALE") {
+        Ok(text) if !text.is_empty() => match text.trim().parse::<f64>() {
+            Ok(scale) if (0.0..=1.0).contains(&scale) => Ok(scale),
+            _ => fail(format!("ALOOP_SLEEP_SCALE='{text}' is not a number between 0 and 1")),
+        },
+        _ => Ok(1.0),
+    }
+}
+
 /// Sleeps in slices so that Ctrl-C ends the wait at once.
 fn sleep(host: &SharedHost, secs: f64) -> Fallible<()> {
     if !(0.0..=31_536_000.0).contains(&secs) {
         return fail(format!("time::sleep: {secs} is not a number of seconds between 0 and a year"));
     }
-    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let end = Instant::now() + Duration::from_secs_f64(secs * sleep_scale()?);
     loop {
         if crate::cancel::is_interrupted() {
             return fail("interrupted");

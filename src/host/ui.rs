@@ -137,6 +137,20 @@ pub(crate) fn module(host: &SharedHost) -> Module {
     primitive!(m, "confirm", |question: &str, default: bool| { Ok(confirm(&h, question, default)) });
     let h = host.clone();
     primitive!(m, "is_interactive", || { Ok(h.interactive) });
+    // ui::status(text) -> on a terminal, redraws one status line in place (a
+    // countdown); "" clears it. Without a terminal it draws nothing and
+    // returns false, so the caller can print occasional lines instead.
+    primitive!(m, "status", |text: &str| {
+        if !io::stderr().is_terminal() {
+            return Ok(false);
+        }
+        // Straight to stderr: erasing the line is cursor control, not colour,
+        // so NO_COLOR (which anstream honours by stripping escapes) keeps it.
+        let mut err = io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K{text}");
+        let _ = err.flush();
+        Ok(true)
+    });
     // ui::read_stdin() -> all of stdin (to its end) as text, or () when stdin
     // is a terminal: it never waits for a person to type.
     primitive!(m, "read_stdin", || {

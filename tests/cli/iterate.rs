@@ -1068,7 +1068,7 @@ fn tick_outside_quiet_hours_runs_the_saved_schedule_and_updates_last_run() {
 
 /// Runs `aloop ARGS` on a pseudo-terminal (util-linux `script`), typing
 /// `input`; returns the exit code and everything the terminal showed.
-fn on_terminal(p: &Project, args: &str, input: &str, env: &[(&str, &str)]) -> (i32, String) {
+pub(crate) fn on_terminal(p: &Project, args: &str, input: &str, env: &[(&str, &str)]) -> (i32, String) {
     let exe = env!("CARGO_BIN_EXE_aloop");
     let path =
         format!("{}:{}", crate::support::fakes_dir().display(), std::env::var("PATH").unwrap_or_default());

@@ -14,6 +14,7 @@ mod iterate;
 mod limits;
 mod listings;
 mod manual;
+mod overnight;
 mod processes;
 mod story_loop;
 mod trust;

@@ -13,7 +13,7 @@ const GITIGNORE: &str = ".loop.lock\n.prd.lock\n.verdict\nruns.jsonl\nprd.draft.
 
 /// A git repository with the loop set up: config.json and a prd.json from
 /// `tests/fixtures/loop`, committed.
-fn loop_project(prd_fixture: &str) -> Project {
+pub(crate) fn loop_project(prd_fixture: &str) -> Project {
     Project::git()
         .fixture("loop/config.json", ".loop/config.json")
         .fixture(&format!("loop/{prd_fixture}"), ".loop/prd.json")
@@ -22,7 +22,7 @@ fn loop_project(prd_fixture: &str) -> Project {
         .commit("set up the loop")
 }
 
-fn json_file(p: &Project, rel: &str) -> Value {
+pub(crate) fn json_file(p: &Project, rel: &str) -> Value {
     serde_json::from_str(&p.read(rel)).unwrap_or_else(|e| panic!("{rel} is not valid JSON: {e}"))
 }
 
@@ -30,24 +30,24 @@ fn fixture_json(rel: &str) -> Value {
     serde_json::from_slice(&std::fs::read(crate::support::fixture(rel)).unwrap()).unwrap()
 }
 
-fn story<'a>(prd: &'a Value, id: &str) -> &'a Value {
+pub(crate) fn story<'a>(prd: &'a Value, id: &str) -> &'a Value {
     prd["userStories"].as_array().unwrap().iter().find(|s| s["id"] == id).expect("story exists")
 }
 
 /// Outside the work tree, so agents' `git add -A` never sees them.
-fn outside(p: &Project, name: &str) -> PathBuf {
+pub(crate) fn outside(p: &Project, name: &str) -> PathBuf {
     p.root().parent().unwrap().join(name)
 }
 
 /// Writes the fake agents' per-call plan and returns its path.
-fn plan(p: &Project, entries: &Value) -> PathBuf {
+pub(crate) fn plan(p: &Project, entries: &Value) -> PathBuf {
     let path = outside(p, "plan.json");
     std::fs::write(&path, serde_json::to_vec(&entries).unwrap()).unwrap();
     path
 }
 
 /// Every call the fake agents received.
-fn calls(p: &Project) -> Vec<Value> {
+pub(crate) fn calls(p: &Project) -> Vec<Value> {
     match std::fs::read_to_string(outside(p, "agents.jsonl")) {
         Ok(text) => text.lines().map(|l| serde_json::from_str(l).expect("log line is JSON")).collect(),
         Err(_) => Vec::new(),
@@ -57,7 +57,7 @@ fn calls(p: &Project) -> Vec<Value> {
 /// `aloop ARGS`, ready to run, with the fake agents following `entries`.
 /// (`IS_SANDBOX`: like the real claude, the fake refuses full autonomy as
 /// root elsewhere, and test machines often run as root.)
-fn with_fakes(p: &Project, args: &[&str], entries: &Value) -> Run {
+pub(crate) fn with_fakes(p: &Project, args: &[&str], entries: &Value) -> Run {
     let plan = plan(p, entries);
     p.aloop(args)
         .env("FAKE_AGENT_PLAN", &plan)
@@ -66,25 +66,25 @@ fn with_fakes(p: &Project, args: &[&str], entries: &Value) -> Run {
 }
 
 /// `aloop ARGS` with the fake agents following `entries`, run to the end.
-fn run_with(p: &Project, args: &[&str], entries: &Value) -> Output {
+pub(crate) fn run_with(p: &Project, args: &[&str], entries: &Value) -> Output {
     with_fakes(p, args, entries).run()
 }
 
 /// A generator call that writes a file and commits it.
-fn builds(id: &str, file: &str) -> Value {
+pub(crate) fn builds(id: &str, file: &str) -> Value {
     json!({"write": {file: format!("work for {id}\n")}, "commit": format!("feat: {id}"), "text": format!("Implemented {id}.")})
 }
 
-fn passes() -> Value {
+pub(crate) fn passes() -> Value {
     json!({"text": "Checked the diff and ran the tests.\n<verdict>PASS</verdict>"})
 }
 
-fn rejects(reason: &str) -> Value {
+pub(crate) fn rejects(reason: &str) -> Value {
     json!({"text": format!("<verdict>REJECT</verdict>\n<rejection_reason>{reason}</rejection_reason>")})
 }
 
 /// The story of each "Iteration i/n — ID: title" line, in order.
-fn iteration_order(stderr: &str) -> Vec<&str> {
+pub(crate) fn iteration_order(stderr: &str) -> Vec<&str> {
     stderr
         .lines()
         .filter(|l| l.starts_with("Iteration "))
@@ -92,14 +92,14 @@ fn iteration_order(stderr: &str) -> Vec<&str> {
         .collect()
 }
 
-fn progress_verdicts(p: &Project) -> Vec<String> {
+pub(crate) fn progress_verdicts(p: &Project) -> Vec<String> {
     p.read(".loop/progress.md")
         .lines()
         .filter_map(|l| l.strip_prefix("Verdict: ").map(str::to_string))
         .collect()
 }
 
-fn runs(p: &Project) -> Vec<Value> {
+pub(crate) fn runs(p: &Project) -> Vec<Value> {
     p.read(".loop/runs.jsonl")
         .lines()
         .map(|l| serde_json::from_str(l).expect("runs.jsonl line is JSON"))
@@ -454,7 +454,22 @@ fn run_passes_every_story_in_priority_order_and_exits_0() {
         prompt(1).contains("# You are the evaluator")
             && prompt(1).contains(&format!("git diff {start}..HEAD"))
     );
-    let after_first = p.git_cmd(&["rev-parse", "HEAD~2"]).trim().to_string();
+    // The loop commits its record after each verdict, in a commit of its own.
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        [
+            "aloop: US-003 PASS",
+            "feat: US-003",
+            "aloop: US-002 PASS",
+            "feat: US-002",
+            "aloop: US-001 PASS",
+            "feat: US-001",
+            "set up the loop",
+            "initial"
+        ]
+    );
+    assert_eq!(p.git_cmd(&["status", "--porcelain"]), "", "the run leaves the tree clean");
+    let after_first = p.git_cmd(&["rev-parse", "HEAD~4"]).trim().to_string();
     assert!(
         prompt(3).contains(&format!("git diff {after_first}..HEAD")),
         "the evaluator diffs from the generator's start"
@@ -689,7 +704,10 @@ fn a_false_complete_claim_is_ignored_and_evaluated() {
     let out = run_with(
         &p,
         &["run", "1"],
-        &json!([{"text": "All done. <promise>COMPLETE</promise>"}, rejects("nothing was built")]),
+        &json!([
+            {"write": {"half.txt": "half\n"}, "text": "All done. <promise>COMPLETE</promise>"},
+            rejects("nothing was built")
+        ]),
     )
     .code(2);
     assert!(
