@@ -169,7 +169,10 @@ impl Collector {
             "limit" => {
                 let text = string(event, "text").unwrap_or_else(|| "usage limit reached".into());
                 self.note_failure(view, "limit", &text);
-                let resets_at = event.get("resets_at").and_then(|v| v.as_int().ok());
+                // A later report of the same limit (the result after the
+                // message) may not repeat when it resets.
+                let earlier = self.limit.as_ref().and_then(|(_, at)| *at);
+                let resets_at = event.get("resets_at").and_then(|v| v.as_int().ok()).or(earlier);
                 self.limit = Some((text.into(), resets_at));
             }
             "error" => {
