@@ -560,13 +560,16 @@ fn stream_rows(bench: &Bench, rows: &mut Vec<Row>) {
             mb
         };
         let mb = write(size);
+        // The highest peak memory of the aloop process over the rounds, in MB.
+        let peak = std::cell::Cell::new(0.0f64);
         let mut contenders: Vec<Contender> = vec![
             Box::new(|| {
                 let start = Instant::now();
-                let out = bench.command(&root, &[ALOOP, "exec", "stream.rhai"]).output().unwrap();
+                let (code, stdout, peak_mb) =
+                    run_with_peak_rss(bench.command(&root, &[ALOOP, "exec", "stream.rhai"]));
                 let elapsed = start.elapsed();
-                let stdout = String::from_utf8_lossy(&out.stdout);
-                assert!(out.status.success() && stdout.contains("\"status\":\"ok\""), "{stdout}");
+                assert!(code == 0 && stdout.contains("\"status\":\"ok\""), "{stdout}");
+                peak.set(peak.get().max(peak_mb));
                 mb / secs(elapsed)
             }),
             Box::new(|| mb / secs(Bench::time(&mut bench.floor(&root, &["stream", "events.ndjson"]), &[0]))),
@@ -581,7 +584,7 @@ fn stream_rows(bench: &Bench, rows: &mut Vec<Row>) {
         let peer = rates
             .get(2)
             .map_or_else(|| peer_absent("ALOOP_BENCH_RALPH"), |&p| Peer::Measured("ralph-orchestrator", p));
-        let what = format!("streaming {mb:.0} MB, {workload} (rate)");
+        let what = format!("streaming {mb:.0} MB, {workload} (rate; peak RSS of aloop {:.1} MB)", peak.get());
         rows.push(Row::new(what, Unit::Rate, rates[0], Some(rates[1]), peer, target));
         // Instructions per MB on a smaller recording (callgrind is slow).
         let small = write(if bench.quick { 1 } else { 4 } * 1024 * 1024);
@@ -593,6 +596,31 @@ fn stream_rows(bench: &Bench, rows: &mut Vec<Row>) {
             rows.push(Row::new(what, Unit::PerMb, aloop / small, Some(floor / small), peer, "–"));
         }
     }
+}
+
+/// Runs a command to its end and returns its exit code, stdout and its own
+/// peak resident memory in MB (from wait4, so its children do not count).
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, for its rusage
+fn run_with_peak_rss(mut cmd: Command) -> (i32, String, f64) {
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
+        text
+    });
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value to be filled in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; fills the structs we own.
+    unsafe { libc::wait4(child.id().cast_signed(), &raw mut status, 0, &raw mut usage) };
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    // Peak sizes in kB are far below 2^52.
+    #[allow(clippy::cast_precision_loss)]
+    let peak_mb = usage.ru_maxrss as f64 / 1024.0;
+    (code, reader.join().unwrap(), peak_mb)
 }
 
 /// One ralph-orchestrator iteration whose agent prints `events`; its wall time.
