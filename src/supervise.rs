@@ -252,10 +252,12 @@ impl Supervised {
             let mut wake = now + LOOK_RUNNING;
             let limit =
                 |t: Option<Duration>, from: Instant| t.filter(|_| kill_at.is_none()).map(|t| from + t);
+            // Once all are gone, only the drain deadline is left to wait for.
+            let looking = |at: Option<Instant>| at.filter(|_| !gone);
             for at in [
-                Some(next_look),
+                looking(Some(next_look)),
                 drain_deadline,
-                kill_at,
+                looking(kill_at),
                 limit(limits.total, start),
                 limit(limits.idle, last_output),
             ] {
@@ -263,17 +265,9 @@ impl Supervised {
             }
             let ready = self.wait(wake.saturating_duration_since(now));
             if ready.exited || (self.pidfd.is_none() && !ended) {
-                match self.child.try_wait() {
-                    Ok(Some(status)) => {
-                        exit = Some(status);
-                        ended = true;
-                        self.pidfd = None;
-                    }
-                    Ok(None) => {}
-                    Err(_) => {
-                        ended = true;
-                        self.pidfd = None;
-                    }
+                if let Some(status) = self.reap() {
+                    exit = status.ok();
+                    ended = true;
                 }
             }
             if ready.stdin {
@@ -300,6 +294,14 @@ impl Supervised {
             exit = self.child.try_wait().ok().flatten();
         }
         Ok(ending.unwrap_or_else(|| Ending::Exited(exit.and_then(exit_code))))
+    }
+
+    /// Reaps the leader if it has exited: `Some` of its status (or of why
+    /// the wait failed, which ends it too), `None` while it runs.
+    fn reap(&mut self) -> Option<io::Result<ExitStatus>> {
+        let status = self.child.try_wait().transpose()?;
+        self.pidfd = None;
+        Some(status)
     }
 
     /// Waits in poll(2) for up to `timeout` and says what is ready.

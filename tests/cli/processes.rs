@@ -325,3 +325,29 @@ fn ctrl_c_stops_a_silent_agent_that_never_reads_its_prompt() {
     assert_eq!(r["status"], "interrupted", "{r}");
     assert_gone(agent, "the agent");
 }
+
+#[test]
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, for its rusage
+fn waiting_for_a_pipe_held_by_a_process_out_of_sight_costs_no_cpu() {
+    // The grandchild clears its environment and leaves the session before
+    // anyone looks: aloop cannot find it, so it waits up to its drain limit
+    // for the pipe it holds. Waiting must sleep in poll, not spin (a spin
+    // burns about the whole two seconds).
+    let project = Project::git().file(
+        "t.rhai",
+        "let r = proc::run([\"sh\", \"-c\", \"(env -i setsid sh -c 'sleep 3 &' &); echo hi\"]);\nprint(r.stdout);\n",
+    );
+    let child = project.aloop(&["exec", "t.rhai"]).spawn();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value to be filled in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for this test's own child; fills the structs it owns.
+    let pid = unsafe { libc::wait4(child.id().cast_signed(), &raw mut status, 0, &raw mut usage) };
+    assert_eq!(pid, child.id().cast_signed());
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "status {status}");
+    let cpu = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.unsigned_abs()) + Duration::from_micros(t.tv_usec.unsigned_abs())
+    };
+    let used = cpu(usage.ru_utime) + cpu(usage.ru_stime);
+    assert!(used < Duration::from_millis(800), "aloop used {used:?} of CPU while waiting");
+}
