@@ -8,8 +8,15 @@
 //! code is 128 + the number of the first signal: 130 for Ctrl-C, 129 for
 //! SIGHUP, 143 for SIGTERM, as a shell reports a program that the signal
 //! ended.
+//!
+//! Each signal also writes a byte to a self-pipe (`wakeup`), so that a loop
+//! waiting in poll(2) for a child's output sees the interrupt at once.
 
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 static SIGNALS: AtomicUsize = AtomicUsize::new(0);
 /// The first signal that arrived (0 before any).
@@ -17,6 +24,8 @@ static FIRST: AtomicI32 = AtomicI32::new(0);
 /// Process groups of running children; 0 marks a free slot. A fixed array
 /// because the signal handler may only touch atomics.
 static CHILD_GROUPS: [AtomicI32; 32] = [const { AtomicI32::new(0) }; 32];
+/// The read end of the self-pipe the handlers write to.
+static WAKEUP: OnceLock<UnixStream> = OnceLock::new();
 
 /// Installs the handlers. Safe to call more than once.
 pub fn install() {
@@ -36,6 +45,40 @@ pub fn install() {
                 }
             })
         };
+    }
+    if WAKEUP.get().is_none() {
+        // Without it, waiting loops look at the count a few times a second.
+        if let Some(read) = self_pipe() {
+            let _ = WAKEUP.set(read);
+        }
+    }
+}
+
+/// A socket pair whose write end each signal writes a byte to; returns the
+/// nonblocking read end.
+fn self_pipe() -> Option<UnixStream> {
+    let (read, write) = UnixStream::pair().ok()?;
+    read.set_nonblocking(true).ok()?;
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // Registered after the counting handler, so the count is up when
+        // the byte arrives.
+        signal_hook::low_level::pipe::register(signal, write.try_clone().ok()?).ok()?;
+    }
+    Some(read)
+}
+
+/// A descriptor that becomes readable when a signal arrives (`None` before
+/// `install`); `drain_wakeup` empties it.
+pub(crate) fn wakeup() -> Option<BorrowedFd<'static>> {
+    WAKEUP.get().map(AsFd::as_fd)
+}
+
+/// Reads away the bytes of signals seen so far, so that the next poll waits
+/// for a new one. What happened is read from `generation`, not from these.
+pub(crate) fn drain_wakeup() {
+    if let Some(mut read) = WAKEUP.get() {
+        let mut buf = [0u8; 64];
+        while matches!(read.read(&mut buf), Ok(n) if n > 0) {}
     }
 }
 

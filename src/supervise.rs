@@ -1,22 +1,31 @@
 //! Supervised child processes: argv only (never a shell), their own process
-//! group, stdout and stderr read concurrently, limits on total and idle time
-//! (any output byte counts as activity), and termination of every process of
-//! the child, also those that left its group (`tree`): SIGTERM, a grace
-//! period until all are gone, then SIGKILL, so that nothing outlives the
-//! call. The child itself gets SIGKILL if aloop dies. Used by `proc::run`
-//! and `agent::run`.
+//! group, limits on total and idle time (any output byte counts as
+//! activity), and termination of every process of the child, also those
+//! that left its group (`tree`): SIGTERM, a grace period until all are gone,
+//! then SIGKILL, so that nothing outlives the call. The child itself gets
+//! SIGKILL if aloop dies. Used by `proc::run` and `agent::run`.
+//!
+//! One poll(2) loop on the calling thread does all the waiting: the child's
+//! stdout and stderr (nonblocking, read as they fill), its stdin (the input
+//! written as the pipe takes it), a pidfd for its exit, the signal self-pipe
+//! of `cancel`, and the timers. No thread is started.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rustix::event::{PollFd, PollFlags, Timespec};
+
 use crate::cancel;
 
+mod lines;
 mod tree;
 
+pub use lines::read_lines;
+use lines::Lines;
 pub use tree::init;
 use tree::Tree;
 
@@ -55,16 +64,6 @@ pub(crate) enum Ending {
     Interrupted,
 }
 
-enum Event {
-    Output(Stream, Vec<u8>, bool),
-    /// Lines that arrived together (one hand-over instead of one per line).
-    Lines(Stream, Vec<(Vec<u8>, bool)>),
-    /// Bytes arrived that end no line yet (a progress bar redrawn with `\r`).
-    Activity,
-    Closed,
-    Exited(ExitStatus),
-}
-
 /// How often the child's processes are looked up while it runs (to record
 /// them before they leave its tree), and while it is being stopped (to see
 /// at once that they are all gone).
@@ -74,16 +73,48 @@ const LOOK_STOPPING: Duration = Duration::from_millis(20);
 /// by a process that could not be found).
 const DRAIN: Duration = Duration::from_secs(2);
 
+/// Bytes read from a pipe at once (a pipe holds 64 KiB by default).
+const READ_SIZE: usize = 64 * 1024;
+/// Longest wait in poll(2) when a wake-up source is missing: no pidfd (the
+/// child's exit is then looked for after each wake) or no signal self-pipe.
+const FALLBACK_WAKE: Duration = Duration::from_millis(50);
+
 /// A running child in its own process group.
 pub(crate) struct Supervised {
+    child: Child,
     pgid: i32,
     /// The interrupt count when it started; only a newer interrupt stops it.
     generation: usize,
-    /// Output streams still being read (0 when output is inherited).
-    open_streams: usize,
-    events: Receiver<Event>,
+    /// Output is delivered as read, not as lines.
+    chunks: bool,
+    /// Readable when the leader has exited (`None` once it is reaped, or if
+    /// the kernel has no pidfd).
+    pidfd: Option<OwnedFd>,
+    stdout: Option<Output<ChildStdout>>,
+    stderr: Option<Output<ChildStderr>>,
+    stdin: Option<Input>,
     tree: Tree,
     _guard: cancel::GroupGuard,
+}
+
+/// An output pipe still open, and its unfinished line.
+struct Output<P> {
+    pipe: P,
+    lines: Lines,
+}
+
+impl<P: AsFd> Output<P> {
+    fn new(pipe: P, max_line: usize) -> io::Result<Self> {
+        rustix::io::ioctl_fionbio(&pipe, true)?;
+        Ok(Self { pipe, lines: Lines::new(max_line) })
+    }
+}
+
+/// The input still to be written, and where the writing is.
+struct Input {
+    pipe: ChildStdin,
+    bytes: Vec<u8>,
+    written: usize,
 }
 
 impl Supervised {
@@ -108,33 +139,52 @@ impl Supervised {
         let mut child = command.spawn()?;
         let pgid = child.id().cast_signed();
         let guard = cancel::GroupGuard::new(pgid);
-        // Few slots: each holds up to a batch of lines or a 64 KiB chunk, and
-        // a full channel makes the readers wait (bounded memory).
-        let (tx, events) = mpsc::sync_channel(16);
-        if let (Some(mut pipe), Some(bytes)) = (child.stdin.take(), stdin) {
-            thread::spawn(move || {
-                // A child that exits without reading its input is not an error here.
-                let _ = pipe.write_all(&bytes);
-            });
-        }
-        let mut open_streams = 0;
-        if let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) {
-            spawn_reader(stdout, Stream::Stdout, framing, tx.clone());
-            spawn_reader(stderr, Stream::Stderr, framing, tx.clone());
-            open_streams = 2;
-        }
-        thread::spawn(move || {
-            if let Ok(status) = child.wait() {
-                let _ = tx.send(Event::Exited(status));
+        let max_line = match framing {
+            Framing::Lines { max_line } => max_line,
+            Framing::Chunks | Framing::Inherit => 0,
+        };
+        let pipes = || -> io::Result<_> {
+            let stdout = child.stdout.take().map(|pipe| Output::new(pipe, max_line)).transpose()?;
+            let stderr = child.stderr.take().map(|pipe| Output::new(pipe, max_line)).transpose()?;
+            let stdin = match (child.stdin.take(), stdin) {
+                (Some(pipe), Some(bytes)) => {
+                    rustix::io::ioctl_fionbio(&pipe, true)?;
+                    Some(Input { pipe, bytes, written: 0 })
+                }
+                _ => None,
+            };
+            Ok((stdout, stderr, stdin))
+        };
+        let (stdout, stderr, stdin) = match pipes() {
+            Ok(pipes) => pipes,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
             }
-        });
+        };
+        let pidfd = rustix::process::Pid::from_raw(pgid)
+            .and_then(|pid| rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok());
         let tree = Tree::new(pgid, &marker);
-        Ok(Self { pgid, generation: cancel::generation(), open_streams, events, tree, _guard: guard })
+        Ok(Self {
+            child,
+            pgid,
+            generation: cancel::generation(),
+            chunks: matches!(framing, Framing::Chunks),
+            pidfd,
+            stdout,
+            stderr,
+            stdin,
+            tree,
+            _guard: guard,
+        })
     }
 
     /// Runs the child to its end, handing each piece of output to
-    /// `on_output(stream, bytes, truncated)`. Returns how it ended; output
-    /// that arrives after the end is still delivered.
+    /// `on_output(stream, bytes, truncated)`: a line without its newline for
+    /// `Framing::Lines`, what one read returned for `Framing::Chunks`.
+    /// Returns how it ended; output that arrives after the end is still
+    /// delivered.
     ///
     /// On a limit or an interrupt the child's processes get SIGTERM and
     /// `limits.grace` to end, all of them; what is left then gets SIGKILL.
@@ -147,7 +197,6 @@ impl Supervised {
     ) -> Result<Ending, E> {
         let start = Instant::now();
         let mut last_output = start;
-        let mut open_streams = self.open_streams;
         let mut exit: Option<ExitStatus> = None;
         // The leader was reaped (its status may still be unknown, if the wait failed).
         let mut ended = false;
@@ -157,6 +206,7 @@ impl Supervised {
         let mut gone = false;
         let mut drain_deadline: Option<Instant> = None;
         let mut next_look = start + LOOK_RUNNING;
+        let mut buf = vec![0u8; READ_SIZE];
         loop {
             let now = Instant::now();
             if kill_at.is_none() {
@@ -189,7 +239,9 @@ impl Supervised {
                 next_look = now + LOOK_STOPPING;
             }
             if gone {
-                if ended && open_streams == 0 {
+                // Nobody is left to read the input.
+                self.stdin = None;
+                if ended && self.stdout.is_none() && self.stderr.is_none() {
                     break;
                 }
                 let deadline = *drain_deadline.get_or_insert(now + DRAIN);
@@ -197,42 +249,148 @@ impl Supervised {
                     break; // a process that could not be found still holds the pipe
                 }
             }
-            let wake = [Some(next_look), drain_deadline, kill_at].into_iter().flatten().min();
-            let wait = next_wake(now, start, last_output, limits, wake);
-            match self.events.recv_timeout(wait) {
-                Ok(Event::Output(stream, bytes, cut)) => {
-                    last_output = Instant::now();
-                    if let Err(e) = on_output(stream, &bytes, cut) {
+            let mut wake = now + LOOK_RUNNING;
+            let limit =
+                |t: Option<Duration>, from: Instant| t.filter(|_| kill_at.is_none()).map(|t| from + t);
+            // Once all are gone, only the drain deadline is left to wait for.
+            let looking = |at: Option<Instant>| at.filter(|_| !gone);
+            for at in [
+                looking(Some(next_look)),
+                drain_deadline,
+                looking(kill_at),
+                limit(limits.total, start),
+                limit(limits.idle, last_output),
+            ] {
+                wake = wake.min(at.unwrap_or(wake));
+            }
+            let ready = self.wait(wake.saturating_duration_since(now));
+            if ready.exited || (self.pidfd.is_none() && !ended) {
+                if let Some(status) = self.reap() {
+                    exit = status.ok();
+                    ended = true;
+                }
+            }
+            if ready.stdin {
+                self.write_input();
+            }
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                if !ready.output(stream) {
+                    continue;
+                }
+                match self.read(stream, &mut buf, &mut on_output) {
+                    Ok(true) => last_output = Instant::now(),
+                    Ok(false) => {}
+                    Err(e) => {
                         // The caller gave up on this run: nothing of it may outlive the call.
                         self.kill();
+                        let _ = self.child.try_wait();
                         return Err(e);
                     }
                 }
-                Ok(Event::Lines(stream, lines)) => {
-                    last_output = Instant::now();
-                    for (bytes, cut) in lines {
-                        if let Err(e) = on_output(stream, &bytes, cut) {
-                            self.kill();
-                            return Err(e);
-                        }
-                    }
-                }
-                Ok(Event::Activity) => last_output = Instant::now(),
-                Ok(Event::Closed) => open_streams -= 1,
-                Ok(Event::Exited(status)) => {
-                    exit = Some(status);
-                    ended = true;
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                // Readers and leader are done, but not every process of the child.
-                Err(RecvTimeoutError::Disconnected) if !gone => {
-                    ended = true;
-                    thread::sleep(wait);
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        if !ended {
+            // Every process is gone, the leader maybe not yet reaped.
+            exit = self.child.try_wait().ok().flatten();
+        }
         Ok(ending.unwrap_or_else(|| Ending::Exited(exit.and_then(exit_code))))
+    }
+
+    /// Reaps the leader if it has exited: `Some` of its status (or of why
+    /// the wait failed, which ends it too), `None` while it runs.
+    fn reap(&mut self) -> Option<io::Result<ExitStatus>> {
+        let status = self.child.try_wait().transpose()?;
+        self.pidfd = None;
+        Some(status)
+    }
+
+    /// Waits in poll(2) for up to `timeout` and says what is ready.
+    fn wait(&self, timeout: Duration) -> Ready {
+        let wakeup = cancel::wakeup();
+        let mut timeout = timeout;
+        if wakeup.is_none() || self.pidfd.is_none() {
+            timeout = timeout.min(FALLBACK_WAKE);
+        }
+        let sources: [(Option<BorrowedFd>, PollFlags); 5] = [
+            (self.stdout.as_ref().map(|o| o.pipe.as_fd()), PollFlags::IN),
+            (self.stderr.as_ref().map(|o| o.pipe.as_fd()), PollFlags::IN),
+            (self.stdin.as_ref().map(|i| i.pipe.as_fd()), PollFlags::OUT),
+            (self.pidfd.as_ref().map(AsFd::as_fd), PollFlags::IN),
+            (wakeup, PollFlags::IN),
+        ];
+        let mut fds: Vec<PollFd> = Vec::with_capacity(sources.len());
+        let mut slot = [None; 5];
+        for (i, (fd, flags)) in sources.iter().enumerate() {
+            if let Some(fd) = fd {
+                slot[i] = Some(fds.len());
+                fds.push(PollFd::from_borrowed_fd(*fd, *flags));
+            }
+        }
+        let timespec = Timespec {
+            tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(timeout.subsec_nanos()),
+        };
+        // EINTR: a signal; the loop looks at the count anyway.
+        let _ = rustix::event::poll(&mut fds, Some(&timespec));
+        // Any event (data, hang-up, error) means the next operation will not wait.
+        let is_ready = |i: usize| slot[i].is_some_and(|at| !fds[at].revents().is_empty());
+        let ready = Ready { output: [is_ready(0), is_ready(1)], stdin: is_ready(2), exited: is_ready(3) };
+        if is_ready(4) {
+            cancel::drain_wakeup();
+        }
+        ready
+    }
+
+    /// Reads once from a ready output pipe and delivers what it completes;
+    /// returns whether anything arrived. At the end of the stream the pipe
+    /// is closed and a final unterminated line delivered.
+    fn read<E>(
+        &mut self,
+        stream: Stream,
+        buf: &mut [u8],
+        on_output: &mut impl FnMut(Stream, &[u8], bool) -> Result<(), E>,
+    ) -> Result<bool, E> {
+        let (read, lines) = match stream {
+            Stream::Stdout => match self.stdout.as_mut() {
+                Some(out) => (out.pipe.read(buf), &mut out.lines),
+                None => return Ok(false),
+            },
+            Stream::Stderr => match self.stderr.as_mut() {
+                Some(out) => (out.pipe.read(buf), &mut out.lines),
+                None => return Ok(false),
+            },
+        };
+        match read {
+            Ok(0) => {}
+            Ok(n) if self.chunks => return on_output(stream, &buf[..n], false).map(|()| true),
+            Ok(n) => return lines.feed(&buf[..n], |line, cut| on_output(stream, line, cut)).map(|()| true),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+                return Ok(false);
+            }
+            // A broken pipe ends the stream like EOF.
+            Err(_) => {}
+        }
+        let result = lines.finish(|line, cut| on_output(stream, line, cut));
+        match stream {
+            Stream::Stdout => self.stdout = None,
+            Stream::Stderr => self.stderr = None,
+        }
+        result.map(|()| false)
+    }
+
+    /// Writes as much of the input as the pipe takes now; closes it when all
+    /// is written or the child will not read it (it closed its end).
+    fn write_input(&mut self) {
+        let Some(input) = self.stdin.as_mut() else { return };
+        match input.pipe.write(&input.bytes[input.written..]) {
+            Ok(n) => input.written += n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+            // EPIPE: a child that exits without reading its input is not an error here.
+            Err(_) => input.written = input.bytes.len(),
+        }
+        if input.written == input.bytes.len() {
+            self.stdin = None; // EOF for the child
+        }
     }
 
     /// Sends `signal` to every live process of the child; returns true when
@@ -266,204 +424,21 @@ impl Supervised {
     }
 }
 
-fn next_wake(
-    now: Instant,
-    start: Instant,
-    last: Instant,
-    limits: Limits,
-    other: Option<Instant>,
-) -> Duration {
-    let mut wake = now + Duration::from_millis(100); // poll for Ctrl-C
-    if let Some(t) = limits.total {
-        wake = wake.min(start + t);
+/// What one poll found ready.
+struct Ready {
+    /// Stdout, stderr.
+    output: [bool; 2],
+    stdin: bool,
+    exited: bool,
+}
+
+impl Ready {
+    fn output(&self, stream: Stream) -> bool {
+        self.output[stream as usize]
     }
-    if let Some(t) = limits.idle {
-        wake = wake.min(last + t);
-    }
-    if let Some(other) = other {
-        wake = wake.min(other);
-    }
-    wake.saturating_duration_since(now).max(Duration::from_millis(1))
 }
 
 /// The exit code, or 128 + signal for a child killed by a signal.
 pub(crate) fn exit_code(status: ExitStatus) -> Option<i32> {
     status.code().or_else(|| status.signal().map(|s| 128 + s))
-}
-
-fn spawn_reader(pipe: impl Read + Send + 'static, stream: Stream, framing: Framing, tx: SyncSender<Event>) {
-    thread::spawn(move || {
-        let _ = match framing {
-            Framing::Lines { max_line } => {
-                // Lines are handed over in batches of what has arrived before
-                // the next read would wait, so a fast writer does not cost a
-                // thread switch per line and a slow one is seen at once.
-                let mut batch = Vec::new();
-                let mut bytes = 0;
-                let send = |batch: &mut Vec<(Vec<u8>, bool)>, bytes: &mut usize| {
-                    *bytes = 0;
-                    tx.send(Event::Lines(stream, std::mem::take(batch))).is_ok()
-                };
-                // Bytes that end no line still count as output, reported at
-                // most once per ACTIVITY_EVERY (not per byte of a progress bar).
-                let mut reported = Instant::now().checked_sub(ACTIVITY_EVERY).unwrap_or_else(Instant::now);
-                let result = read_pieces(pipe, max_line, |piece| match piece {
-                    Piece::Line(line, cut) => {
-                        bytes += line.len();
-                        batch.push((line, cut));
-                        batch.len() < MAX_BATCH_LINES && bytes < MAX_BATCH_BYTES
-                            || send(&mut batch, &mut bytes)
-                    }
-                    Piece::Waiting { partial } => {
-                        if !batch.is_empty() {
-                            reported = Instant::now();
-                            send(&mut batch, &mut bytes)
-                        } else if partial && reported.elapsed() >= ACTIVITY_EVERY {
-                            reported = Instant::now();
-                            tx.send(Event::Activity).is_ok()
-                        } else {
-                            true
-                        }
-                    }
-                });
-                if !batch.is_empty() {
-                    send(&mut batch, &mut bytes);
-                }
-                result
-            }
-            Framing::Chunks | Framing::Inherit => {
-                read_chunks(pipe, |chunk| tx.send(Event::Output(stream, chunk, false)).is_ok())
-            }
-        };
-        let _ = tx.send(Event::Closed);
-    });
-}
-
-fn read_chunks(mut pipe: impl Read, mut emit: impl FnMut(Vec<u8>) -> bool) -> io::Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match pipe.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => {
-                if !emit(buf[..n].to_vec()) {
-                    return Ok(());
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Most often that bytes ending no line are reported as output (the idle
-/// timer is thus at most this much early).
-const ACTIVITY_EVERY: Duration = Duration::from_millis(100);
-
-/// Most lines, and bytes, handed over in one batch.
-const MAX_BATCH_LINES: usize = 256;
-const MAX_BATCH_BYTES: usize = 1024 * 1024;
-
-/// What `read_pieces` reports: a line (and whether it was cut), or that
-/// everything read so far was reported and the next read may wait; then
-/// `partial` says that bytes of an unfinished line were read since the
-/// last report.
-pub(crate) enum Piece {
-    Line(Vec<u8>, bool),
-    Waiting { partial: bool },
-}
-
-/// Splits a byte stream into lines without ever holding more than
-/// `max_line` bytes of one line: the rest of an overlong line is skipped and
-/// the kept part is flagged as cut. A final line without `\n` is delivered.
-pub fn read_lines(
-    pipe: impl Read,
-    max_line: usize,
-    mut emit: impl FnMut(Vec<u8>, bool) -> bool,
-) -> io::Result<()> {
-    read_pieces(pipe, max_line, |piece| match piece {
-        Piece::Line(line, cut) => emit(line, cut),
-        Piece::Waiting { .. } => true,
-    })
-}
-
-/// `read_lines`, also saying when the lines read so far are all out and the
-/// next read may wait. `emit` returns false to stop.
-pub(crate) fn read_pieces(
-    pipe: impl Read,
-    max_line: usize,
-    mut emit: impl FnMut(Piece) -> bool,
-) -> io::Result<()> {
-    let mut reader = BufReader::with_capacity(64 * 1024, pipe);
-    let mut line = Vec::new();
-    let mut cut = false;
-    // Bytes of an unfinished line read since the last `Waiting`.
-    let mut partial = false;
-    loop {
-        if reader.buffer().is_empty() {
-            if !emit(Piece::Waiting { partial }) {
-                return Ok(());
-            }
-            partial = false;
-        }
-        let buf = match reader.fill_buf() {
-            Ok(buf) => buf,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if buf.is_empty() {
-            if !line.is_empty() || cut {
-                emit(Piece::Line(std::mem::take(&mut line), cut));
-            }
-            return Ok(());
-        }
-        let (chunk, newline) = match memchr::memchr(b'\n', buf) {
-            Some(i) => (&buf[..i], Some(i)),
-            None => (buf, None),
-        };
-        let room = max_line.saturating_sub(line.len());
-        if chunk.len() > room {
-            cut = true;
-        }
-        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        let consumed = newline.map_or(chunk.len(), |i| i + 1);
-        reader.consume(consumed);
-        partial = newline.is_none();
-        if newline.is_some() {
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            if !emit(Piece::Line(std::mem::take(&mut line), cut)) {
-                return Ok(());
-            }
-            cut = false;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn split(input: &[u8], max: usize) -> Vec<(Vec<u8>, bool)> {
-        let mut out = Vec::new();
-        read_lines(input, max, |l, c| {
-            out.push((l, c));
-            true
-        })
-        .unwrap();
-        out
-    }
-
-    #[test]
-    fn splits_lines_and_keeps_a_final_partial_line() {
-        assert_eq!(
-            split(b"a\r\nbb\nccc", 10),
-            vec![(b"a".to_vec(), false), (b"bb".to_vec(), false), (b"ccc".to_vec(), false)]
-        );
-    }
-
-    #[test]
-    fn cuts_overlong_lines_and_resumes_at_the_next() {
-        assert_eq!(split(b"abcdef\nxy\n", 3), vec![(b"abc".to_vec(), true), (b"xy".to_vec(), false)]);
-    }
 }

@@ -262,3 +262,92 @@ fn the_agent_dies_with_aloop_when_aloop_is_killed() {
     assert_gone(agent, "the agent");
     assert_no_survivors(&mark);
 }
+
+/// A user adapter `name` whose program is `sh -c script`, with the prompt on
+/// its stdin and every stdout line as text.
+fn sh_adapter(project: Project, name: &str, script: &str) -> Project {
+    project.home_file(
+        &format!("scripts/agents/{name}.rhai"),
+        &format!(
+            "fn command(req) {{ #{{ program: \"sh\", args: [\"-c\", {script:?}], stdin: req.prompt, env: #{{}} }} }}\n\
+             fn parse(line) {{ #{{ kind: \"text\", text: line + \"\\n\", delta: true }} }}\n"
+        ),
+    )
+}
+
+/// A script that runs agent `name` with a prompt of `size` bytes and prints the result.
+fn run_with_prompt_of(project: &Project, name: &str, size: usize) -> Run {
+    std::fs::write(
+        project.path("t.rhai"),
+        format!(
+            "let prompt = \"\";\nprompt.pad({size}, 'x');\n\
+             let r = agent::run(\"{name}\", #{{prompt: prompt, view: \"none\", idle_timeout: 60}});\n\
+             print(json::stringify(r));\n\
+             let count = proc::run([\"wc\", \"-c\"], #{{stdin: prompt}}).stdout;\ncount.trim();\nprint(count);\n"
+        ),
+    )
+    .unwrap();
+    project.aloop(&["exec", "t.rhai"])
+}
+
+#[test]
+fn the_prompt_reaches_stdin_whole_and_then_its_end() {
+    // 4 MB is many times what a pipe holds: it goes in pieces as the agent reads.
+    let project = sh_adapter(Project::git(), "counter", "wc -c");
+    let out = run_with_prompt_of(&project, "counter", 4_000_000).run().ok();
+    let r: Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!((&r["status"], &r["text"]), (&"ok".into(), &"4000000".into()), "{r}");
+    assert_eq!(out.stdout.lines().nth(1), Some("4000000"), "proc::run's stdin too:\n{}", out.stdout);
+}
+
+#[test]
+fn an_agent_that_never_reads_a_large_prompt_still_ends_with_its_output() {
+    let project = sh_adapter(Project::git(), "deaf", "echo started; sleep 0.2; echo done");
+    let out = run_with_prompt_of(&project, "deaf", 4_000_000).run().ok();
+    let r: Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!((&r["status"], &r["text"]), (&"ok".into(), &"started\ndone".into()), "{r}");
+}
+
+#[test]
+fn ctrl_c_stops_a_silent_agent_that_never_reads_its_prompt() {
+    // Nothing comes from the agent and its stdin is full: only the signal can
+    // wake aloop.
+    let project = Project::git();
+    let ready = outside(&project, "ready");
+    let project = sh_adapter(project, "mute", &format!("echo $$ > {}; exec sleep 600", ready.display()));
+    let child = run_with_prompt_of(&project, "mute", 4_000_000).spawn();
+    let agent = pid_in(&ready);
+    signal(&child, "INT");
+    let (status, stdout, stderr) = finish(child);
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    let r: Value = serde_json::from_str(stdout.lines().next().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}\n{stdout}\n{stderr}"));
+    assert_eq!(r["status"], "interrupted", "{r}");
+    assert_gone(agent, "the agent");
+}
+
+#[test]
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, for its rusage
+fn waiting_for_a_pipe_held_by_a_process_out_of_sight_costs_no_cpu() {
+    // The grandchild clears its environment and leaves the session before
+    // anyone looks: aloop cannot find it, so it waits up to its drain limit
+    // for the pipe it holds. Waiting must sleep in poll, not spin (a spin
+    // burns about the whole two seconds).
+    let project = Project::git().file(
+        "t.rhai",
+        "let r = proc::run([\"sh\", \"-c\", \"(env -i setsid sh -c 'sleep 3 &' &); echo hi\"]);\nprint(r.stdout);\n",
+    );
+    let child = project.aloop(&["exec", "t.rhai"]).spawn();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value to be filled in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for this test's own child; fills the structs it owns.
+    let pid = unsafe { libc::wait4(child.id().cast_signed(), &raw mut status, 0, &raw mut usage) };
+    assert_eq!(pid, child.id().cast_signed());
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "status {status}");
+    let cpu = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.unsigned_abs()) + Duration::from_micros(t.tv_usec.unsigned_abs())
+    };
+    let used = cpu(usage.ru_utime) + cpu(usage.ru_stime);
+    assert!(used < Duration::from_millis(800), "aloop used {used:?} of CPU while waiting");
+}
