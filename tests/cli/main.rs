@@ -13,5 +13,6 @@ mod iterate;
 mod listings;
 mod manual;
 mod processes;
+mod real_agents;
 mod story_loop;
 mod trust;
