@@ -333,7 +333,10 @@ fn every_autonomy_level(cli: Cli) {
         assert_eq!(r["status"], "ok", "{autonomy}: {r}\n--- stderr\n{}", out.stderr);
         assert_eq!(r["text"], "Finished the task.", "{autonomy}: {r}");
         assert_eq!(r["agent"], cli.name());
-        assert!(r["tool_calls"].as_i64().unwrap() >= 1, "{autonomy}: the tool calls were seen: {r}");
+        // (Codex shows a call its read-only sandbox rejected on stderr only.)
+        if autonomy != "read-only" {
+            assert!(r["tool_calls"].as_i64().unwrap() >= 1, "{autonomy}: the tool calls were seen: {r}");
+        }
         let wrote = setup.project.exists("note.txt");
         let ran = setup.project.exists("shell-ran.txt");
         match autonomy {
@@ -544,7 +547,7 @@ fn stalled_stream_times_out(cli: Cli) {
     };
     let mark = marker(&format!("stall-{}", cli.name()));
     let _guard = KillOnDrop(mark.clone());
-    let out = setup.agent_run("edit", ", idle_timeout: 8").env("ALOOP_TEST_MARKER", &mark).run().ok();
+    let out = setup.agent_run("edit", ", idle_timeout: 15").env("ALOOP_TEST_MARKER", &mark).run().ok();
     let r = result(&out);
     assert_eq!(r["status"], "timeout", "{r}\n--- stderr\n{}", out.stderr);
     let posts = setup.server.requests().iter().filter(|r| r["method"] == "POST").count();
@@ -646,7 +649,7 @@ fn gemini_401_fails_with_its_message() {
 /// A rate limit that lifts in an hour, asked not to be retried: the run
 /// ends at once. Returns the result, the reset time the server gave, and
 /// the CLI's exact output (`output_tail`).
-fn rate_limited(cli: Cli) -> Option<(Value, i64)> {
+fn rate_limited(cli: Cli) -> Option<(Value, i64, usize)> {
     let setup = Setup::new(cli, |_| {
         scenario(&[conversation(
             None,
@@ -654,8 +657,9 @@ fn rate_limited(cli: Cli) -> Option<(Value, i64)> {
         )])
     })?;
     let before = unix_now();
-    let out = setup.agent_run("edit", ", idle_timeout: 60").run().ok();
-    Some((result(&out), before + 3600))
+    let out = setup.agent_run("edit", ", idle_timeout: 30").run().ok();
+    let posts = setup.server.requests().iter().filter(|r| r["method"] == "POST").count();
+    Some((result(&out), before + 3600, posts))
 }
 
 fn unix_now() -> i64 {
@@ -665,15 +669,23 @@ fn unix_now() -> i64 {
 /// What every adapter does today with a limit: a failed run whose error is
 /// the CLI's own message (or, once the adapters recognise it, limited).
 fn rate_limit_ends_the_run(cli: Cli) {
-    let Some((r, _)) = rate_limited(cli) else { return };
+    let Some((r, _, posts)) = rate_limited(cli) else { return };
     let status = r["status"].as_str().unwrap();
+    if cli == Cli::Qwen {
+        // Qwen Code 0.24 retries a 429 for minutes (ten times, from 60 s
+        // on, its retry settings and x-should-retry notwithstanding) and
+        // prints nothing meanwhile: only the idle timeout ends the run.
+        assert_eq!(status, "timeout", "{r}");
+        assert!(posts >= 1, "qwen asked the model");
+        return;
+    }
     assert!(status == "failed" || status == "limited", "{r}");
     assert!(r["output_tail"].as_str().unwrap().contains("limit"), "{r}");
 }
 
 /// The rate limit is reported as `limited`, with its reset time.
 fn rate_limit_is_limited(cli: Cli) {
-    let Some((r, reset)) = rate_limited(cli) else { return };
+    let Some((r, reset, _)) = rate_limited(cli) else { return };
     assert_eq!(r["status"], "limited", "{r}");
     if let Some(at) = r["resets_at"].as_i64() {
         assert!((at - reset).abs() <= 120, "resets_at {at} is the server's {reset}");
