@@ -60,7 +60,7 @@ impl Cli {
             // metadata for; it runs `apply_patch` given to exec_command
             // itself, as a file change.
             Cli::Codex => {
-                let added: String = content.lines().map(|line| format!("+{line}\n")).collect();
+                let added: String = content.lines().flat_map(|line| ["+", line, "\n"]).collect();
                 let patch = format!("*** Begin Patch\n*** Add File: {rel}\n{added}*** End Patch\n");
                 json!({"name": "exec_command", "arguments": {"cmd": format!("apply_patch <<'EOF'\n{patch}EOF\n")}})
             }
@@ -70,7 +70,9 @@ impl Cli {
     /// A call of the CLI's own shell tool.
     fn shell_call(self, command: &str) -> Value {
         match self {
-            Cli::Claude => json!({"name": "Bash", "arguments": {"command": command, "description": "run it"}}),
+            Cli::Claude => {
+                json!({"name": "Bash", "arguments": {"command": command, "description": "run it"}})
+            }
             Cli::Qwen | Cli::Gemini => {
                 json!({"name": "run_shell_command", "arguments": {"command": command, "description": "run it"}})
             }
@@ -80,7 +82,11 @@ impl Cli {
 
     /// The status a busy server answers with in this CLI's API.
     fn overloaded_status(self) -> u16 {
-        if self == Cli::Claude { 529 } else { 503 }
+        if self == Cli::Claude {
+            529
+        } else {
+            503
+        }
     }
 }
 
@@ -96,7 +102,9 @@ fn cli_dir(cli: Cli) -> Option<PathBuf> {
         return Some(agents_bin());
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).filter(|dir| dir != &crate::support::fakes_dir()).find(|dir| dir.join(name).is_file())
+    std::env::split_paths(&path)
+        .filter(|dir| dir != &crate::support::fakes_dir())
+        .find(|dir| dir.join(name).is_file())
 }
 
 /// Whether the CLI is here; says why a test is skipped when it is not, and
@@ -116,7 +124,7 @@ fn present(cli: Cli) -> Option<PathBuf> {
 }
 
 /// Whether the tests run as root (Claude Code's full autonomy needs
-/// IS_SANDBOX=1 then).
+/// `IS_SANDBOX=1` then).
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|out| out.stdout.trim_ascii() == b"0")
 }
@@ -148,7 +156,8 @@ impl Server {
         let stdin = child.stdin.take().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port = line.trim().parse().unwrap_or_else(|_| panic!("the server printed {line:?}, not its port"));
+        let port =
+            line.trim().parse().unwrap_or_else(|_| panic!("the server printed {line:?}, not its port"));
         Self { child, _stdin: stdin, port, log }
     }
 
@@ -190,7 +199,7 @@ fn text(words: &str) -> Value {
     json!({ "text": words })
 }
 
-fn call(tool_call: Value) -> Value {
+fn call(tool_call: &Value) -> Value {
     json!({ "call": tool_call })
 }
 
@@ -320,8 +329,8 @@ fn every_autonomy_level(cli: Cli) {
             scenario(&[conversation(
                 None,
                 &[
-                    call(cli.write_call(root, "note.txt", "written by the agent\n")),
-                    call(cli.shell_call("echo ran > shell-ran.txt")),
+                    call(&cli.write_call(root, "note.txt", "written by the agent\n")),
+                    call(&cli.shell_call("echo ran > shell-ran.txt")),
                     text("Finished the task."),
                 ],
             )])
@@ -347,7 +356,10 @@ fn every_autonomy_level(cli: Cli) {
                 setup.project.file_is("shell-ran.txt", "ran\n");
             }
         }
-        assert!(setup.server.requests().iter().filter(|r| r["method"] == "POST").count() >= 3, "one request a turn");
+        assert!(
+            setup.server.requests().iter().filter(|r| r["method"] == "POST").count() >= 3,
+            "one request a turn"
+        );
     }
 }
 
@@ -396,12 +408,15 @@ const ONE_STORY: &str = r#"{
 fn one_story_passes(cli: Cli) {
     let Some(setup) = Setup::new(cli, |root| {
         scenario(&[
-            conversation(Some("You are the evaluator"), &[text("hello.txt greets.\n<verdict>PASS</verdict>")]),
+            conversation(
+                Some("You are the evaluator"),
+                &[text("hello.txt greets.\n<verdict>PASS</verdict>")],
+            ),
             conversation(
                 None,
                 &[
-                    call(cli.write_call(root, "hello.txt", "hello\n")),
-                    call(cli.shell_call("git add hello.txt && git commit -q -m 'US-001: greet'")),
+                    call(&cli.write_call(root, "hello.txt", "hello\n")),
+                    call(&cli.shell_call("git add hello.txt && git commit -q -m 'US-001: greet'")),
                     text("US-001 is implemented and committed."),
                 ],
             ),
@@ -454,7 +469,10 @@ fn iterate_applies(cli: Cli) {
     let Some(setup) = Setup::new(cli, |root| {
         scenario(&[conversation(
             None,
-            &[call(cli.write_call(root, "NOTES.md", "A clearer first line.\n")), text("One change: NOTES.md.")],
+            &[
+                call(&cli.write_call(root, "NOTES.md", "A clearer first line.\n")),
+                text("One change: NOTES.md."),
+            ],
         )])
     }) else {
         return;
@@ -494,7 +512,7 @@ fn ctrl_c_mid_tool(cli: Cli) {
     let Some(setup) = Setup::new(cli, |root| {
         let started = root.parent().unwrap().join("tool-started");
         let command = format!("touch {} && sleep 300", started.display());
-        scenario(&[conversation(None, &[call(cli.shell_call(&command)), text("Slept.")])])
+        scenario(&[conversation(None, &[call(&cli.shell_call(&command)), text("Slept.")])])
     }) else {
         return;
     };
@@ -653,7 +671,9 @@ fn rate_limited(cli: Cli) -> Option<(Value, i64, usize)> {
     let setup = Setup::new(cli, |_| {
         scenario(&[conversation(
             None,
-            &[json!({"error": 429, "message": "rate limit reached (test 429)", "reset_in": 3600, "retry": false})],
+            &[
+                json!({"error": 429, "message": "rate limit reached (test 429)", "reset_in": 3600, "retry": false}),
+            ],
         )])
     })?;
     let before = unix_now();
@@ -663,7 +683,8 @@ fn rate_limited(cli: Cli) -> Option<(Value, i64, usize)> {
 }
 
 fn unix_now() -> i64 {
-    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap()
+    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+        .unwrap()
 }
 
 /// What every adapter does today with a limit: a failed run whose error is
@@ -738,7 +759,7 @@ fn gemini_429_is_limited() {
 
 // ------------------------------------------------------------------- as root
 
-/// As root without IS_SANDBOX=1, Claude Code refuses full autonomy, and
+/// As root without `IS_SANDBOX=1`, Claude Code refuses full autonomy, and
 /// the adapter says why and what to do.
 #[test]
 fn claude_full_autonomy_as_root_without_is_sandbox_is_refused_and_explained() {
@@ -746,7 +767,8 @@ fn claude_full_autonomy_as_root_without_is_sandbox_is_refused_and_explained() {
         eprintln!("skipping: not running as root");
         return;
     }
-    let Some(setup) = Setup::new(Cli::Claude, |_| scenario(&[conversation(None, &[text("never asked")])])) else {
+    let Some(setup) = Setup::new(Cli::Claude, |_| scenario(&[conversation(None, &[text("never asked")])]))
+    else {
         return;
     };
     let out = setup.agent_run("full", ", idle_timeout: 60").env("IS_SANDBOX", "0").run().ok();
