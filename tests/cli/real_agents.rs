@@ -208,7 +208,7 @@ fn call(tool_call: &Value) -> Value {
 fn cli_env(project: &Project, cli: Cli, dir: &Path, server: &Server) -> Vec<(&'static str, String)> {
     let home = project.root().parent().unwrap().join("home");
     let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default());
-    let mut env = vec![("PATH", path), ("ALOOP_TEST_REAL", "1".into())];
+    let mut env = vec![("PATH", path)];
     match cli {
         Cli::Claude => {
             env.extend([
