@@ -345,6 +345,10 @@ fn every_autonomy_level(cli: Cli) {
         // (Codex shows a call its read-only sandbox rejected on stderr only.)
         if autonomy != "read-only" {
             assert!(r["tool_calls"].as_i64().unwrap() >= 1, "{autonomy}: the tool calls were seen: {r}");
+            // The plain view showed the tool and the text.
+            let prefix = format!("[{}]", cli.name());
+            assert!(out.stderr.contains(&format!("{prefix} → ")), "{autonomy}: {}", out.stderr);
+            assert!(out.stderr.contains(&format!("{prefix} Finished the task.")), "{autonomy}: {}", out.stderr);
         }
         let wrote = setup.project.exists("note.txt");
         let ran = setup.project.exists("shell-ran.txt");
