@@ -348,7 +348,11 @@ fn every_autonomy_level(cli: Cli) {
             // The plain view showed the tool and the text.
             let prefix = format!("[{}]", cli.name());
             assert!(out.stderr.contains(&format!("{prefix} → ")), "{autonomy}: {}", out.stderr);
-            assert!(out.stderr.contains(&format!("{prefix} Finished the task.")), "{autonomy}: {}", out.stderr);
+            assert!(
+                out.stderr.contains(&format!("{prefix} Finished the task.")),
+                "{autonomy}: {}",
+                out.stderr
+            );
         }
         let wrote = setup.project.exists("note.txt");
         let ran = setup.project.exists("shell-ran.txt");
