@@ -112,13 +112,17 @@ fn cli_dir(cli: Cli) -> Option<PathBuf> {
 fn present(cli: Cli) -> Option<PathBuf> {
     let dir = cli_dir(cli);
     if dir.is_none() {
-        let message = format!(
-            "skipping: {} not installed (run .ci/run or npm install --prefix target/agents {}, see tests/real_agents/package.json)",
+        let missing = format!(
+            "{} ({}) not installed: run .ci/run, or copy tests/real_agents/package*.json into target/agents \
+             and npm install --prefix target/agents",
             cli.name(),
             cli.package()
         );
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
-        eprintln!("{message}");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{missing} (CI=true: .ci/run installs every CLI)"
+        );
+        eprintln!("skipping: {missing}");
     }
     dir
 }
