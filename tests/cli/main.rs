@@ -16,5 +16,6 @@ mod listings;
 mod manual;
 mod overnight;
 mod processes;
+mod real_agents;
 mod story_loop;
 mod trust;
