@@ -67,6 +67,8 @@ const CASES: &[(&str, &str, &str, Option<i64>)] = &[
         Some(1_776_679_200 + 3 * 3600 + 32 * 60),
     ),
     ("codex", "later", "You've hit your usage limit. Try again later.", None),
+    // 2:33 local (UTC+02:00) the next day; codex 0.171's own apostrophe.
+    ("codex", "real-0.171", "You\u{2019}ve hit your usage limit. Try again at 2:33 AM.", Some(1_776_731_580)),
     ("codex", "retry-429", "exceeded retry limit, last status: 429 Too Many Requests, request id: req_7f3a", None),
     (
         "gemini",
