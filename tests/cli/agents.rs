@@ -598,6 +598,9 @@ fn live_view_redraws_a_status_line_with_agent_label_and_tool() {
     assert!(out.stderr.contains("\r\x1b[2K"), "the line is redrawn in place: {:?}", out.stderr);
     assert!(out.stderr.contains(" claude · generator US-001 · 0s"), "{:?}", out.stderr);
     assert!(out.stderr.contains("Write: "), "{:?}", out.stderr);
+    // Once the tool's result is in, the line stops naming the tool.
+    let after_result = out.stderr.rsplit("Write: ").next().unwrap();
+    assert!(after_result.contains(" · 0s · thinking"), "{:?}", out.stderr);
     assert!(
         out.stderr.contains("\nFinished.\n") || out.stderr.contains("\x1b[2KFinished.\n"),
         "{:?}",

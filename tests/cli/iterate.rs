@@ -163,6 +163,8 @@ fn dry_run_shows_plan_and_prompt_and_saves_a_skipped_record() {
         "signals",
         "exitCode",
         "costUsd",
+        "inputTokens",
+        "outputTokens",
         "diff",
         "diffStat",
         "output",
@@ -945,6 +947,10 @@ fn run_invokes_the_agent_and_records_the_diff_of_tracked_and_untracked_files() {
     assert_eq!(run["baseCommit"], head.as_str());
     assert_eq!(run["exitCode"], 0);
     assert_eq!(run["costUsd"], 0.0123);
+    // Every input token the model read (cached ones too), and its output.
+    assert_eq!((run["inputTokens"].as_i64(), run["outputTokens"].as_i64()), (Some(123), Some(50)));
+    let id = run["id"].as_str().unwrap();
+    p.aloop(&["iterate", "show", id]).run().ok().stdout_has("\ncost     $0.0123\ntokens   123 in, 50 out\n");
     assert_eq!(run["files"], json!(["site/index.html", "site/pricing.html"]));
     let diff = run["diff"].as_str().unwrap();
     assert!(diff.contains("-<h1>Welcome</h1>") && diff.contains("+<h1>Ship in minutes</h1>"), "{diff}");

@@ -161,9 +161,12 @@ impl Collector {
                 let tool = string(event, "tool").unwrap_or_else(|| "tool".into());
                 view.tool(&tool, &string(event, "summary").unwrap_or_default());
             }
-            "tool_result" if flag(event, "is_error") => {
-                let summary = string(event, "summary").unwrap_or_default();
-                view.note(&format!("✗ tool failed: {}", summary.lines().next().unwrap_or("")));
+            "tool_result" => {
+                view.tool_done();
+                if flag(event, "is_error") {
+                    let summary = string(event, "summary").unwrap_or_default();
+                    view.note(&format!("✗ tool failed: {}", summary.lines().next().unwrap_or("")));
+                }
             }
             "notice" => view.note(&string(event, "text").unwrap_or_default()),
             "limit" => {

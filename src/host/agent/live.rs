@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+/// What the status line says between a tool's result and the next event.
+const THINKING: &str = "thinking";
 /// Longest tool summary shown; the rest is cut with an ellipsis.
 const SUMMARY_CHARS: usize = 120;
 
@@ -60,6 +62,14 @@ impl View {
             View::Live(live) => live.tool(&shown),
             View::Plain(plain) => plain.line(&format!("→ {shown}")),
             View::None => {}
+        }
+    }
+
+    /// A tool finished: the model is thinking again, so the status line
+    /// stops naming the tool.
+    pub(crate) fn tool_done(&mut self) {
+        if let View::Live(live) = self {
+            live.with(|s| s.tool = THINKING.to_string());
         }
     }
 
