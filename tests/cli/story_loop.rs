@@ -169,6 +169,25 @@ fn triage_prints_the_table_and_writes_the_brief() {
 }
 
 #[test]
+fn triage_json_has_the_counts_and_every_storys_row() {
+    let p = loop_project("prd_mixed.json");
+    let triage = p.aloop(&["triage", "--json"]).run().ok().json();
+    assert_eq!(
+        triage["counts"],
+        json!({"complete": 1, "inProgress": 1, "blocked": 1, "notStarted": 1, "total": 4})
+    );
+    let rows = triage["stories"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[1]["id"], "US-002");
+    assert_eq!(rows[1]["status"], "blocked");
+    assert_eq!(rows[1]["rejections"], 2);
+    assert_eq!(rows[2]["status"], "in progress");
+    assert!(rows[2]["lastNote"].as_str().unwrap().starts_with("[REJECTED] --help exits 1"), "{}", rows[2]);
+    assert_eq!(triage["brief"], ".loop/triage/TRIAGE_BRIEF.md");
+    assert!(p.exists(".loop/triage/TRIAGE_BRIEF.md"));
+}
+
+#[test]
 fn triage_unblock_clears_blocked_and_rejections_and_keeps_the_rest() {
     let p = loop_project("prd_mixed.json");
     p.aloop(&["triage", "--unblock", "US-002"]).run().ok().stderr_has("US-002 is unblocked");
@@ -1119,4 +1138,37 @@ fn plan_reads_the_spec_from_stdin_with_a_dash() {
         "{prompt}"
     );
     assert!(p.exists(".loop/prd.json"));
+}
+
+#[test]
+fn the_plugins_config_fields_are_honoured_or_named_and_unknown_ones_warned_about() {
+    let p = loop_project("prd.json");
+    let mut config = json_file(&p, ".loop/config.json");
+    let fields = config.as_object_mut().unwrap();
+    fields.remove("agent");
+    fields.insert("tool".into(), json!("codex"));
+    fields.insert("branchPrefix".into(), json!("ralph/"));
+    fields.insert("autoHooks".into(), json!(true));
+    fields.insert("maxIteratons".into(), json!(3));
+    let text = serde_json::to_string_pretty(&config).unwrap() + "\n";
+    std::fs::write(p.path(".loop/config.json"), &text).unwrap();
+    let out = p.aloop(&["run", "--dry-run"]).run().ok();
+    assert!(out.stdout.contains("===== generator prompt — US-001, agent codex ====="), "{}", out.stdout);
+    assert_eq!(
+        out.stderr.lines().filter(|l| l.starts_with("warning: ")).collect::<Vec<_>>(),
+        [
+            "warning: .loop/config.json: \"autoHooks\" (the agent-loop plugin's) is not used: aloop installs no Claude Code hooks; its own \"hooks\" run commands on loop events",
+            "warning: .loop/config.json: \"branchPrefix\" (the agent-loop plugin's) is not used: aloop checks out prd.json's branchName as it is (\"branch\": false keeps the current branch)",
+            "warning: .loop/config.json: unknown field \"maxIteratons\" is ignored",
+        ]
+    );
+    p.file_is(".loop/config.json", text);
+
+    config["agent"] = json!("claude");
+    std::fs::write(p.path(".loop/config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    let out = p.aloop(&["run", "--dry-run"]).run().ok();
+    assert!(out.stdout.contains("agent claude ====="), "{}", out.stdout);
+    out.stderr_has(
+        "warning: .loop/config.json: \"tool\" (codex) is ignored: \"agent\" (claude) names the agent\n",
+    );
 }
