@@ -22,6 +22,7 @@
 mod adapter;
 mod collect;
 mod live;
+mod login;
 mod request;
 mod run;
 mod table;

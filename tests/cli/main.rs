@@ -6,6 +6,7 @@ mod support;
 mod agents;
 mod bad_input;
 mod demo;
+mod doctor;
 mod documents;
 mod faults;
 mod hardening_fs;

@@ -207,7 +207,7 @@ pub(super) fn parse(host: &SharedHost, engine: &Engine, name: &str, lines: &Arra
 }
 
 /// `agent::which(name)` -> `#{name, source, program, path, installed,
-/// install_hint, version_args}`.
+/// install_hint, version_args, signed_in}`.
 pub(super) fn which(host: &SharedHost, engine: &Engine, name: &str) -> Fallible<Map> {
     let mut adapter = Adapter::load(host, engine, name)?;
     let describe = adapter.describe(host, engine)?;
@@ -234,5 +234,6 @@ pub(super) fn which(host: &SharedHost, engine: &Engine, name: &str) -> Fallible<
     map.insert("path".into(), path.map_or(Dynamic::UNIT, |p| p.display().to_string().into()));
     map.insert("install_hint".into(), hint.into());
     map.insert("version_args".into(), version_args);
+    map.insert("signed_in".into(), super::login::signed_in(&describe));
     Ok(map)
 }
