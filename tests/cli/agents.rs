@@ -204,7 +204,7 @@ fn ctrl_c_stops_the_agent_group_records_interrupted_and_exits_130() {
     )
     .unwrap();
     let ready = project.root().parent().unwrap().join("ready");
-    let mut child = project
+    let child = project
         .aloop(&["exec", "t.rhai"])
         .env("FAKE_AGENT_MODE", "hang")
         .env("FAKE_AGENT_LOG", &log)
@@ -215,16 +215,7 @@ fn ctrl_c_stops_the_agent_group_records_interrupted_and_exits_130() {
     // processes would count a pyenv shim's, and guess under load).
     wait_until("the fake to be ready", Duration::from_secs(60), || ready.exists());
     let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "aloop did not exit after Ctrl-C");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    let (status, stdout, _) = crate::support::finish(child, Duration::from_secs(15));
     assert_eq!(status.code(), Some(130), "stdout: {stdout}");
     let results: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(results.len(), 2, "the script went on to record what happened: {stdout}");

@@ -28,16 +28,9 @@ fn signal(child: &Child, signal: &str) {
     let _ = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status();
 }
 
-/// Waits for aloop to exit and returns its status and stdout.
-fn finish(mut child: Child) -> (ExitStatus, String, String) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "aloop did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status, text(&out.stdout), text(&out.stderr))
+/// Waits for aloop to exit and returns its status, stdout and stderr.
+fn finish(child: Child) -> (ExitStatus, String, String) {
+    crate::support::finish(child, Duration::from_secs(60))
 }
 
 /// Asserts that the process is gone within a few seconds.

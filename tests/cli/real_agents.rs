@@ -11,7 +11,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -531,19 +531,10 @@ fn ctrl_c_mid_tool(cli: Cli) {
     let mark = marker(&format!("real-{}", cli.name()));
     let _guard = KillOnDrop(mark.clone());
     let started = setup.project.root().parent().unwrap().join("tool-started");
-    let mut child = setup.agent_run("full", ", idle_timeout: 0").env("ALOOP_TEST_MARKER", &mark).spawn();
+    let child = setup.agent_run("full", ", idle_timeout: 0").env("ALOOP_TEST_MARKER", &mark).spawn();
     wait_until("the shell tool to start", Duration::from_secs(CALL_SECS), || started.exists());
     let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "aloop did not exit after Ctrl-C");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    let (status, stdout, _) = crate::support::finish(child, Duration::from_secs(30));
     assert_eq!(status.code(), Some(130), "stdout: {stdout}");
     let r: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(r["status"], "interrupted", "{r}");

@@ -17,6 +17,22 @@ pub fn fakes_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes")
 }
 
+/// Waits up to `timeout` for a spawned aloop to exit (failing the test
+/// after it) and returns its status, stdout and stderr.
+pub fn finish(
+    mut child: std::process::Child,
+    timeout: Duration,
+) -> (std::process::ExitStatus, String, String) {
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "aloop did not exit within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status, text(&out.stdout), text(&out.stderr))
+}
+
 /// A fixture file's path under `tests/fixtures`.
 pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
