@@ -114,5 +114,12 @@ pub(crate) fn module(host: &SharedHost) -> Module {
     let h = host.clone();
     // tpl::exists(name): whether any layer has the template.
     primitive!(m, "exists", |name: &str| { Ok(h.lookup.find(Kind::Prompt, name).map_err(raise)?.is_some()) });
+    let h = host.clone();
+    // tpl::source(name): the layer whose copy `render` uses ("repo", "user"
+    // or "bundled"), or () when no layer has it.
+    primitive!(m, "source", |name: &str| {
+        let found = h.lookup.find(Kind::Prompt, name).map_err(raise)?;
+        Ok(found.map_or(Dynamic::UNIT, |f| f.layer.to_string().into()))
+    });
     m
 }

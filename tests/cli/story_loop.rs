@@ -441,6 +441,7 @@ fn run_passes_every_story_in_priority_order_and_exits_0() {
         "Stories: 0/3 complete",
         "Max iterations: 5",
         "Eval: on",
+        "\n  Prompts: bundled (this repository has no .loop/prompts of its own)\n",
         "Iteration 1/5 — US-001: Parse a CSV header",
         "US-001 PASSED",
         "Iteration 3/5 — US-003: Print usage on --help",
@@ -1171,4 +1172,13 @@ fn the_plugins_config_fields_are_honoured_or_named_and_unknown_ones_warned_about
     out.stderr_has(
         "warning: .loop/config.json: \"tool\" (codex) is ignored: \"agent\" (claude) names the agent\n",
     );
+}
+
+#[test]
+fn loop_ready_names_the_repositorys_own_prompts() {
+    let p = loop_project("prd.json")
+        .file(".loop/prompts/generator/_base.md", "Work on {{CURRENT_STORY_ID}}.\n")
+        .commit("own prompt");
+    let out = run_with(&p, &["run", "1"], &json!([builds("US-001", "a.txt"), passes()]));
+    assert!(out.stderr.contains("\n  Prompts: generator/_base (repo), the rest bundled\n"), "{}", out.stderr);
 }
