@@ -133,7 +133,11 @@ fn a_limit_without_a_reset_time_backs_off_5_then_15_minutes() {
         lines_with(&out, "still waiting"),
         ["still waiting: 10m left (until 10:15)", "still waiting: 5m left (until 10:15)"]
     );
-    assert!(out.stderr.contains("US-001 PASSED (evaluation skipped)"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("US-001 PASSED (evaluation skipped: recorded as unverified)"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -710,12 +710,27 @@ fn skip_eval_counts_each_generator_run_as_a_pass() {
     )
     .code(2)
     .stderr_has("Eval: off")
-    .stderr_has("US-001 PASSED (evaluation skipped)");
+    .stderr_has("US-001 PASSED (evaluation skipped: recorded as unverified)");
     assert!(!out.stderr.contains("[claude]"), "--quiet hides the agents' output:\n{}", out.stderr);
     assert_eq!(calls(&p).len(), 2, "no evaluator ran");
     assert_eq!(progress_verdicts(&p), ["SKIP-EVAL", "SKIP-EVAL"]);
     let runs = runs(&p);
     assert!(runs.iter().all(|r| r["role"] == "generator"));
+    // Passed, but on the generator's word only: status and triage say so.
+    let prd = json_file(&p, ".loop/prd.json");
+    assert_eq!(story(&prd, "US-001")["passes"], true);
+    assert_eq!(
+        story(&prd, "US-001")["notes"],
+        "[UNVERIFIED] passed with --skip-eval: no evaluator judged it"
+    );
+    p.aloop(&["status"])
+        .run()
+        .ok()
+        .stdout_has("2/3 stories pass (unverified, passed with --skip-eval: US-001, US-002)\n");
+    assert_eq!(p.aloop(&["status", "--json"]).run().ok().json()["unverified"], json!(["US-001", "US-002"]));
+    let triage = p.aloop(&["triage", "--json"]).run().ok().json();
+    assert_eq!(triage["stories"][0]["status"], "unverified");
+    assert_eq!(triage["stories"][2]["status"], "not started");
 }
 
 #[test]
