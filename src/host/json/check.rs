@@ -12,15 +12,15 @@
 //! - `keys`: an object's members, name → shape (other members are allowed);
 //! - `items`: the shape of every element of an array;
 //! - `label`: for an array of objects, the member whose text names an
-//!   element in messages (`userStories[1] (US-002)`);
+//!   element in messages (`tasks[1] (T-2)`);
 //! - `unique`: a member no two elements may share; `item` names an element
-//!   in that message (`the id "US-1" is used by more than one story`);
+//!   in that message (`the id "T-1" is used by more than one task`);
 //! - `min`: the smallest number allowed;
 //! - `one_of`: the values allowed.
 //!
-//! Messages: `"title" is missing (a string)`, `userStories[1] (US-002):
-//! "passes" must be true or false, not the string "no"`,
-//! `userStories[0] must be an object, not an array`.
+//! Messages: `"title" is missing (a string)`, `tasks[1] (T-2): "done"
+//! must be true or false, not the string "no"`, `tasks[0] must be an
+//! object, not an array`.
 
 use std::collections::BTreeSet;
 
@@ -238,7 +238,7 @@ enum Place<'a> {
 
 impl Place<'_> {
     /// The place as the subject of a sentence: `the top level`,
-    /// `userStories[1] (US-2): "title"`, `userStories[0]`.
+    /// `tasks[1] (T-2): "title"`, `tasks[0]`.
     fn subject(&self) -> String {
         match self {
             Place::Top => "the top level".to_string(),
@@ -249,7 +249,7 @@ impl Place<'_> {
     }
 
     /// What the members of the value here are named under:
-    /// `userStories[1] (US-2)`, `config.timeouts`; empty at the top.
+    /// `tasks[1] (T-2)`, `config.timeouts`; empty at the top.
     fn path(&self) -> String {
         match self {
             Place::Top => String::new(),

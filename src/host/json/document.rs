@@ -1,5 +1,5 @@
 //! A JSON document that keeps its text. Values are read from it by JSON
-//! pointer (RFC 6901: `/userStories/3/passes`), and a change replaces only
+//! pointer (RFC 6901: `/tasks/3/done`), and a change replaces only
 //! the bytes of the value it changes (or inserts one member into an object),
 //! so everything else in the file — key order, spacing, the other values —
 //! stays byte for byte as it was. The replaced value keeps its own key
@@ -199,7 +199,7 @@ fn parse_pointer(pointer: &str) -> Result<Vec<String>, String> {
         return Ok(Vec::new());
     }
     let Some(rest) = pointer.strip_prefix('/') else {
-        return Err(format!("a JSON pointer starts with \"/\" (like \"/userStories/0\"), not {pointer:?}"));
+        return Err(format!("a JSON pointer starts with \"/\" (like \"/tasks/0\"), not {pointer:?}"));
     };
     Ok(rest.split('/').map(|token| token.replace("~1", "/").replace("~0", "~")).collect())
 }
