@@ -402,8 +402,11 @@ fn runs_lists_newest_first_and_show_prints_one() {
 
 // -------------------------------------------------------------------- watch
 
+/// This project's schedule in iterate-watch.json (keyed by project root).
 fn watch_json(p: &Project) -> Value {
-    home_json(p, "iterate-watch.json")
+    let file = home_json(p, "iterate-watch.json");
+    assert_eq!(file["version"], 2, "{file}");
+    file["schedules"][p.root().canonicalize().unwrap().display().to_string()].clone()
 }
 
 #[test]
@@ -847,14 +850,57 @@ fn overlapping_ticks_never_run_twice() {
 }
 
 #[test]
-fn tick_refuses_a_schedule_saved_for_another_project() {
+fn two_projects_keep_their_own_schedules_side_by_side() {
     let a = Project::git();
     iterate(&a, &["watch", "--interval", "1h"]).ok();
-    let cfg = a
-        .read_home("iterate-watch.json")
-        .replace(&a.root().canonicalize().unwrap().display().to_string(), "/somewhere/else");
-    std::fs::write(a.home().join("iterate-watch.json"), cfg).unwrap();
-    iterate(&a, &["tick"]).code(1).stderr_has("the saved schedule is for /somewhere/else");
+    // A second repository beside it, with the same ALOOP_HOME.
+    let b_root = a.root().parent().unwrap().join("other");
+    let b = a.shell(&format!(
+        "mkdir -p {b} && cd {b} && git init -q && \"$ALOOP\" iterate watch --interval 2h --scope bugs",
+        b = b_root.display()
+    ));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    assert!(!String::from_utf8_lossy(&b.stderr).contains("replacing"), "B's schedule replaced nothing");
+    let file = home_json(&a, "iterate-watch.json");
+    let b_key = b_root.canonicalize().unwrap().display().to_string();
+    assert_eq!(watch_json(&a)["interval"], "1h");
+    assert_eq!(file["schedules"][&b_key]["interval"], "2h");
+    assert!(file["schedules"][&b_key].to_string().contains("\"scope\":\"bugs\""), "{file}");
+    // The crontab line names its project.
+    let line = iterate(&a, &["watch", "--interval", "1h"]).ok().stdout;
+    assert!(line.contains(&format!("cd {} &&", a.root().canonicalize().unwrap().display())), "{line}");
+
+    iterate(&a, &["watch", "--status"]).ok().stdout_has("schedule     every 1h");
+    let all = iterate(&a, &["watch", "--status", "--all", "--json"]).ok().json();
+    let mut projects: Vec<&str> =
+        all.as_array().unwrap().iter().map(|s| s["project"].as_str().unwrap()).collect();
+    projects.sort_unstable();
+    let a_key = a.root().canonicalize().unwrap().display().to_string();
+    let mut expected = vec![a_key.as_str(), b_key.as_str()];
+    expected.sort_unstable();
+    assert_eq!(projects, expected);
+
+    // --stop in A stops A's only; a tick in A then has nothing to run.
+    iterate(&a, &["watch", "--stop"]).ok().stderr_has(&format!("stopped the schedule for {a_key}"));
+    let file = home_json(&a, "iterate-watch.json");
+    assert!(file["schedules"].get(&a_key).is_none(), "{file}");
+    assert_eq!(file["schedules"][&b_key]["interval"], "2h");
+    iterate(&a, &["tick"]).code(1).stderr_has(&format!("no schedule is saved for {a_key}"));
+    iterate(&a, &["watch", "--all"]).code(2).stderr_has("--all goes with --status");
+}
+
+#[test]
+fn a_schedule_file_of_the_one_schedule_layout_is_read_as_its_projects() {
+    let p = Project::git();
+    let root = p.root().canonicalize().unwrap().display().to_string();
+    let old = format!(
+        "{{\"project\": \"{root}\", \"interval\": \"3h\", \"agent\": \"claude\", \"scope\": \"all\", \"cloud\": false, \"createdAt\": \"2026-01-01T00:00:00+00:00\"}}\n"
+    );
+    let p = p.home_file("iterate-watch.json", &old);
+    iterate(&p, &["watch", "--status"]).ok().stdout_has("schedule     every 3h");
+    p.file_is("../home/.aloop/iterate-watch.json", &old);
+    iterate(&p, &["watch", "--quiet-hours", "22-08"]).ok();
+    assert_eq!(watch_json(&p)["interval"], "3h", "moved into the new layout, options kept");
 }
 
 #[test]
