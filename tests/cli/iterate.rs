@@ -1176,3 +1176,36 @@ fn on_a_terminal_auto_apply_does_not_ask() {
     assert!(!shown.contains("[y/N]"), "{shown}");
     assert_eq!(runs(&p)[0]["status"], "applied");
 }
+
+#[test]
+fn an_applied_run_is_a_commit_of_its_own_and_revert_takes_it_back() {
+    let p = Project::git().file("site/index.html", "<h1>Welcome</h1>\n").commit("site");
+    // Work of the user's own, uncommitted: not swept into the run's commit.
+    std::fs::write(p.path("NOTES.md"), "mine\n").unwrap();
+    let (plan, _) = with_plan(
+        &p,
+        &json!([{"text": "A clearer headline.", "write": {"site/index.html": "<h1>Ship</h1>\n"}}]),
+    );
+    p.aloop(&["iterate", "run", "--auto-apply", "--scope", "copy"]).env("FAKE_AGENT_PLAN", &plan).run().ok();
+    let run = &runs(&p)[0];
+    assert_eq!(run["status"], "applied");
+    let sha = run["commit"].as_str().expect("the run's commit").to_string();
+    assert_eq!(p.git_cmd(&["rev-parse", "HEAD"]).trim(), sha);
+    assert_eq!(
+        p.git_cmd(&["show", "--name-only", "--format=%s", &sha]),
+        "aloop iterate (copy): A clearer headline.\n\nsite/index.html\n"
+    );
+    assert_eq!(p.git_cmd(&["status", "--porcelain"]), "?? NOTES.md\n");
+
+    let id = run["id"].as_str().unwrap();
+    p.aloop(&["iterate", "revert", id]).run().ok().stderr_has(&format!("reverted run {id} (commit {sha})"));
+    p.file_is("site/index.html", "<h1>Welcome</h1>\n");
+    assert!(p.git_cmd(&["log", "-1", "--format=%s"]).starts_with("Revert \"aloop iterate (copy)"));
+    p.file_is("NOTES.md", "mine\n");
+
+    iterate(&p, &["run", "--dry-run"]).ok();
+    let dry = runs(&p).last().unwrap()["id"].as_str().unwrap().to_string();
+    iterate(&p, &["revert", &dry])
+        .code(1)
+        .stderr_has(&format!("run {dry} has no commit to revert (status skipped)"));
+}
