@@ -1197,3 +1197,67 @@ fn loop_ready_names_the_repositorys_own_prompts() {
     let out = run_with(&p, &["run", "1"], &json!([builds("US-001", "a.txt"), passes()]));
     assert!(out.stderr.contains("\n  Prompts: generator/_base (repo), the rest bundled\n"), "{}", out.stderr);
 }
+
+// ---------------------------------------------------------------- dependsOn
+
+#[test]
+fn a_story_waits_for_the_stories_it_depends_on() {
+    // US-001 (priority 1) depends on US-003 (priority 3).
+    let p = loop_project("prd_depends.json");
+    let doc = p.aloop(&["status", "--json"]).run().ok().json();
+    assert_eq!(doc["ready"], json!(["US-002", "US-003"]));
+    assert_eq!(doc["next"]["id"], "US-002");
+    assert_eq!(doc["stories"][0]["waitingOn"], json!(["US-003"]));
+    let out = run_with(
+        &p,
+        &["run", "3"],
+        &json!([
+            builds("US-002", "a.txt"),
+            passes(),
+            builds("US-003", "b.txt"),
+            passes(),
+            builds("US-001", "c.txt"),
+            passes()
+        ]),
+    )
+    .ok();
+    assert_eq!(iteration_order(&out.stderr), ["US-002", "US-003", "US-001"]);
+}
+
+#[test]
+fn a_story_waiting_on_a_blocked_one_ends_the_run_as_blocked() {
+    let p = loop_project("prd_depends.json");
+    let mut prd = json_file(&p, ".loop/prd.json");
+    prd["userStories"][2]["blocked"] = json!(true);
+    prd["userStories"][1]["passes"] = json!(true);
+    std::fs::write(p.path(".loop/prd.json"), serde_json::to_string_pretty(&prd).unwrap()).unwrap();
+    p.aloop(&["status"]).run().ok().stdout_has(
+        "next: nothing runnable — the remaining stories are blocked or wait on blocked ones (dependsOn); see `aloop triage`",
+    );
+    with_fakes(&p, &["run"], &json!([passes()]))
+        .run()
+        .code(3)
+        .stderr_has("every remaining story is blocked or waits on a blocked one (dependsOn)");
+    assert!(calls(&p).is_empty());
+}
+
+#[test]
+fn depends_on_must_name_stories_that_can_ever_start() {
+    let p = loop_project("prd_depends.json");
+    let mut prd = json_file(&p, ".loop/prd.json");
+    prd["userStories"][1]["dependsOn"] = json!(["US-009"]);
+    std::fs::write(p.path(".loop/prd.json"), serde_json::to_string_pretty(&prd).unwrap()).unwrap();
+    let before = p.snapshot();
+    p.aloop(&["status"]).run().code(1).stderr_has(
+        "story US-002: dependsOn names \"US-009\", which is no story here (stories: US-001, US-002, US-003)",
+    );
+    assert_eq!(p.snapshot(), before);
+    prd["userStories"][1]["dependsOn"] = json!([]);
+    prd["userStories"][2]["dependsOn"] = json!(["US-001"]);
+    std::fs::write(p.path(".loop/prd.json"), serde_json::to_string_pretty(&prd).unwrap()).unwrap();
+    let before_cycle = p.snapshot();
+    p.aloop(&["run"]).run().code(1).stderr_has(
+        "stories US-001, US-003 wait on each other through dependsOn, so none of them could ever start",
+    );
+    assert_eq!(p.snapshot(), before_cycle);
+}
