@@ -191,109 +191,33 @@ impl Supervised {
     /// When the leader exits on its own, whatever it left running is stopped
     /// the same way, so nothing of the child outlives the call.
     pub(crate) fn drive<E>(
-        mut self,
+        self,
         limits: Limits,
         mut on_output: impl FnMut(Stream, &[u8], bool) -> Result<(), E>,
     ) -> Result<Ending, E> {
+        let mut run = self.start_driving(limits);
+        let (_, ending) =
+            drive_first(&mut [&mut run], |_, stream, bytes, cut| on_output(stream, bytes, cut))?;
+        Ok(ending)
+    }
+
+    /// The child as a run that `drive_first` can wait on alongside others.
+    pub(crate) fn start_driving(self, limits: Limits) -> Driven {
         let start = Instant::now();
-        let mut last_output = start;
-        let mut exit: Option<ExitStatus> = None;
-        // The leader was reaped (its status may still be unknown, if the wait failed).
-        let mut ended = false;
-        let mut ending: Option<Ending> = None;
-        // Once stopping has begun: when SIGKILL follows.
-        let mut kill_at: Option<Instant> = None;
-        let mut gone = false;
-        let mut drain_deadline: Option<Instant> = None;
-        let mut next_look = start + LOOK_RUNNING;
-        let mut buf = vec![0u8; READ_SIZE];
-        loop {
-            let now = Instant::now();
-            if kill_at.is_none() {
-                let reason = if ended {
-                    None
-                } else if cancel::generation() > self.generation {
-                    Some(Ending::Interrupted)
-                } else if limits.total.is_some_and(|t| now >= start + t) {
-                    Some(Ending::TimedOut)
-                } else if limits.idle.is_some_and(|t| now >= last_output + t) {
-                    Some(Ending::IdleTimedOut)
-                } else {
-                    None
-                };
-                if reason.is_some() || ended {
-                    ending = reason;
-                    kill_at = Some(now + limits.grace);
-                    gone = self.stop(libc::SIGTERM);
-                    next_look = now + LOOK_STOPPING;
-                } else if now >= next_look {
-                    self.tree.refresh();
-                    next_look = now + LOOK_RUNNING;
-                }
-            } else if !gone && now >= next_look {
-                gone = self.tree.refresh().is_empty();
-                if !gone && kill_at.is_some_and(|at| now >= at) {
-                    self.kill();
-                    gone = true;
-                }
-                next_look = now + LOOK_STOPPING;
-            }
-            if gone {
-                // Nobody is left to read the input.
-                self.stdin = None;
-                if ended && self.stdout.is_none() && self.stderr.is_none() {
-                    break;
-                }
-                let deadline = *drain_deadline.get_or_insert(now + DRAIN);
-                if now >= deadline {
-                    break; // a process that could not be found still holds the pipe
-                }
-            }
-            let mut wake = now + LOOK_RUNNING;
-            let limit =
-                |t: Option<Duration>, from: Instant| t.filter(|_| kill_at.is_none()).map(|t| from + t);
-            // Once all are gone, only the drain deadline is left to wait for.
-            let looking = |at: Option<Instant>| at.filter(|_| !gone);
-            for at in [
-                looking(Some(next_look)),
-                drain_deadline,
-                looking(kill_at),
-                limit(limits.total, start),
-                limit(limits.idle, last_output),
-            ] {
-                wake = wake.min(at.unwrap_or(wake));
-            }
-            let ready = self.wait(wake.saturating_duration_since(now));
-            if ready.exited || (self.pidfd.is_none() && !ended) {
-                if let Some(status) = self.reap() {
-                    exit = status.ok();
-                    ended = true;
-                }
-            }
-            if ready.stdin {
-                self.write_input();
-            }
-            for stream in [Stream::Stdout, Stream::Stderr] {
-                if !ready.output(stream) {
-                    continue;
-                }
-                match self.read(stream, &mut buf, &mut on_output) {
-                    Ok(true) => last_output = Instant::now(),
-                    Ok(false) => {}
-                    Err(e) => {
-                        // The caller gave up on this run: nothing of it may outlive the call.
-                        self.kill();
-                        let _ = self.child.try_wait();
-                        return Err(e);
-                    }
-                }
-            }
+        Driven {
+            child: self,
+            limits,
+            start,
+            last_output: start,
+            exit: None,
+            ended: false,
+            ending: None,
+            kill_at: None,
+            gone: false,
+            drain_deadline: None,
+            next_look: start + LOOK_RUNNING,
+            finished: false,
         }
-        if !ended {
-            // Every process is gone, the leader maybe not yet reaped.
-            exit = self.child.try_wait().ok().flatten();
-        }
-        Ok(ending.unwrap_or_else(|| Ending::Exited(exit.and_then(exit_code))))
     }
 
     /// Reaps the leader if it has exited: `Some` of its status (or of why
@@ -304,41 +228,15 @@ impl Supervised {
         Some(status)
     }
 
-    /// Waits in poll(2) for up to `timeout` and says what is ready.
-    fn wait(&self, timeout: Duration) -> Ready {
-        let wakeup = cancel::wakeup();
-        let mut timeout = timeout;
-        if wakeup.is_none() || self.pidfd.is_none() {
-            timeout = timeout.min(FALLBACK_WAKE);
-        }
-        let sources: [(Option<BorrowedFd>, PollFlags); 5] = [
+    /// What poll(2) is to watch for this child: stdout, stderr, stdin and
+    /// the pidfd, those still open.
+    fn sources(&self) -> [(Option<BorrowedFd<'_>>, PollFlags); 4] {
+        [
             (self.stdout.as_ref().map(|o| o.pipe.as_fd()), PollFlags::IN),
             (self.stderr.as_ref().map(|o| o.pipe.as_fd()), PollFlags::IN),
             (self.stdin.as_ref().map(|i| i.pipe.as_fd()), PollFlags::OUT),
             (self.pidfd.as_ref().map(AsFd::as_fd), PollFlags::IN),
-            (wakeup, PollFlags::IN),
-        ];
-        let mut fds: Vec<PollFd> = Vec::with_capacity(sources.len());
-        let mut slot = [None; 5];
-        for (i, (fd, flags)) in sources.iter().enumerate() {
-            if let Some(fd) = fd {
-                slot[i] = Some(fds.len());
-                fds.push(PollFd::from_borrowed_fd(*fd, *flags));
-            }
-        }
-        let timespec = Timespec {
-            tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
-            tv_nsec: i64::from(timeout.subsec_nanos()),
-        };
-        // EINTR: a signal; the loop looks at the count anyway.
-        let _ = rustix::event::poll(&mut fds, Some(&timespec));
-        // Any event (data, hang-up, error) means the next operation will not wait.
-        let is_ready = |i: usize| slot[i].is_some_and(|at| !fds[at].revents().is_empty());
-        let ready = Ready { output: [is_ready(0), is_ready(1)], stdin: is_ready(2), exited: is_ready(3) };
-        if is_ready(4) {
-            cancel::drain_wakeup();
-        }
-        ready
+        ]
     }
 
     /// Reads once from a ready output pipe and delivers what it completes;
@@ -422,6 +320,217 @@ impl Supervised {
             thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// A child being driven to its end: where its timers and its stopping are.
+pub(crate) struct Driven {
+    child: Supervised,
+    limits: Limits,
+    start: Instant,
+    last_output: Instant,
+    exit: Option<ExitStatus>,
+    /// The leader was reaped (its status may still be unknown, if the wait failed).
+    ended: bool,
+    ending: Option<Ending>,
+    /// Once stopping has begun: when SIGKILL follows.
+    kill_at: Option<Instant>,
+    gone: bool,
+    drain_deadline: Option<Instant>,
+    next_look: Instant,
+    /// Its ending was handed out; nothing of it is left to stop.
+    finished: bool,
+}
+
+impl Driven {
+    /// Does what is due at `now`: starts stopping the child on a limit, an
+    /// interrupt or the leader's exit, escalates to SIGKILL, and says how it
+    /// ended once nothing of it is left to wait for.
+    fn advance(&mut self, now: Instant) -> Option<Ending> {
+        if self.kill_at.is_none() {
+            let reason = if self.ended {
+                None
+            } else if cancel::generation() > self.child.generation {
+                Some(Ending::Interrupted)
+            } else if self.limits.total.is_some_and(|t| now >= self.start + t) {
+                Some(Ending::TimedOut)
+            } else if self.limits.idle.is_some_and(|t| now >= self.last_output + t) {
+                Some(Ending::IdleTimedOut)
+            } else {
+                None
+            };
+            if reason.is_some() || self.ended {
+                self.ending = reason;
+                self.kill_at = Some(now + self.limits.grace);
+                self.gone = self.child.stop(libc::SIGTERM);
+                self.next_look = now + LOOK_STOPPING;
+            } else if now >= self.next_look {
+                self.child.tree.refresh();
+                self.next_look = now + LOOK_RUNNING;
+            }
+        } else if !self.gone && now >= self.next_look {
+            self.gone = self.child.tree.refresh().is_empty();
+            if !self.gone && self.kill_at.is_some_and(|at| now >= at) {
+                self.child.kill();
+                self.gone = true;
+            }
+            self.next_look = now + LOOK_STOPPING;
+        }
+        if !self.gone {
+            return None;
+        }
+        // Nobody is left to read the input.
+        self.child.stdin = None;
+        let drained = self.ended && self.child.stdout.is_none() && self.child.stderr.is_none();
+        let deadline = *self.drain_deadline.get_or_insert(now + DRAIN);
+        // Past the deadline a process that could not be found still holds the pipe.
+        if !drained && now < deadline {
+            return None;
+        }
+        if !self.ended {
+            // Every process is gone, the leader maybe not yet reaped.
+            self.exit = self.child.child.try_wait().ok().flatten();
+        }
+        self.finished = true;
+        Some(self.ending.unwrap_or_else(|| Ending::Exited(self.exit.and_then(exit_code))))
+    }
+
+    /// When `advance` has something to do next.
+    fn wake_at(&self, now: Instant) -> Instant {
+        let mut wake = now + LOOK_RUNNING;
+        let limit =
+            |t: Option<Duration>, from: Instant| t.filter(|_| self.kill_at.is_none()).map(|t| from + t);
+        // Once all are gone, only the drain deadline is left to wait for.
+        let looking = |at: Option<Instant>| at.filter(|_| !self.gone);
+        for at in [
+            looking(Some(self.next_look)),
+            self.drain_deadline,
+            looking(self.kill_at),
+            limit(self.limits.total, self.start),
+            limit(self.limits.idle, self.last_output),
+        ] {
+            wake = wake.min(at.unwrap_or(wake));
+        }
+        wake
+    }
+
+    /// Takes in what poll found ready: the exit, room for input, output.
+    fn take<E>(
+        &mut self,
+        ready: &Ready,
+        buf: &mut [u8],
+        on_output: &mut impl FnMut(Stream, &[u8], bool) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if ready.exited || (self.child.pidfd.is_none() && !self.ended) {
+            if let Some(status) = self.child.reap() {
+                self.exit = status.ok();
+                self.ended = true;
+            }
+        }
+        if ready.stdin {
+            self.child.write_input();
+        }
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            if !ready.output(stream) {
+                continue;
+            }
+            match self.child.read(stream, buf, on_output) {
+                Ok(true) => self.last_output = Instant::now(),
+                Ok(false) => {}
+                Err(e) => {
+                    // The caller gave up on this run: nothing of it may outlive the call.
+                    self.stop_now();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills whatever is left of the child at once.
+    fn stop_now(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            self.child.kill();
+            let _ = self.child.child.try_wait();
+        }
+    }
+}
+
+impl Drop for Driven {
+    /// A run dropped before its end (its caller failed) leaves nothing running.
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// Drives `runs` until the first of them ends, handing each piece of output
+/// to `on_output(index, stream, bytes, truncated)` (see `Supervised::drive`);
+/// returns its index and how it ended. The others go on running and can be
+/// driven again. Every run must not have ended yet.
+pub(crate) fn drive_first<E>(
+    runs: &mut [&mut Driven],
+    mut on_output: impl FnMut(usize, Stream, &[u8], bool) -> Result<(), E>,
+) -> Result<(usize, Ending), E> {
+    let mut buf = vec![0u8; READ_SIZE];
+    loop {
+        let now = Instant::now();
+        let mut wake = now + LOOK_RUNNING;
+        for (i, run) in runs.iter_mut().enumerate() {
+            if let Some(ending) = run.advance(now) {
+                return Ok((i, ending));
+            }
+            wake = wake.min(run.wake_at(now));
+        }
+        let ready = poll(runs, wake.saturating_duration_since(now));
+        for (i, (run, ready)) in runs.iter_mut().zip(&ready).enumerate() {
+            run.take(ready, &mut buf, &mut |stream, bytes, cut| on_output(i, stream, bytes, cut))?;
+        }
+    }
+}
+
+/// Waits in poll(2) for up to `timeout` on every run's pipes and exit, and
+/// on the signal self-pipe; says what is ready for each run.
+fn poll(runs: &[&mut Driven], timeout: Duration) -> Vec<Ready> {
+    let wakeup = cancel::wakeup();
+    let mut timeout = timeout;
+    if wakeup.is_none() || runs.iter().any(|run| run.child.pidfd.is_none()) {
+        timeout = timeout.min(FALLBACK_WAKE);
+    }
+    let mut fds: Vec<PollFd> = Vec::with_capacity(runs.len() * 4 + 1);
+    let mut slots: Vec<[Option<usize>; 4]> = Vec::with_capacity(runs.len());
+    for run in runs {
+        let mut slot = [None; 4];
+        for (i, (fd, flags)) in run.child.sources().iter().enumerate() {
+            if let Some(fd) = fd {
+                slot[i] = Some(fds.len());
+                fds.push(PollFd::from_borrowed_fd(*fd, *flags));
+            }
+        }
+        slots.push(slot);
+    }
+    let wake_slot = wakeup.map(|fd| {
+        fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN));
+        fds.len() - 1
+    });
+    let timespec = Timespec {
+        tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    // EINTR: a signal; the loop looks at the count anyway.
+    let _ = rustix::event::poll(&mut fds, Some(&timespec));
+    // Any event (data, hang-up, error) means the next operation will not wait.
+    let is_ready = |at: Option<usize>| at.is_some_and(|at| !fds[at].revents().is_empty());
+    if is_ready(wake_slot) {
+        cancel::drain_wakeup();
+    }
+    slots
+        .iter()
+        .map(|slot| Ready {
+            output: [is_ready(slot[0]), is_ready(slot[1])],
+            stdin: is_ready(slot[2]),
+            exited: is_ready(slot[3]),
+        })
+        .collect()
 }
 
 /// What one poll found ready.

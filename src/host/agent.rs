@@ -25,6 +25,7 @@ mod live;
 mod login;
 mod request;
 mod run;
+mod running;
 mod table;
 
 use rhai::{Array, Dynamic, Map, Module};
@@ -32,11 +33,24 @@ use rhai::{Array, Dynamic, Map, Module};
 use super::Fallible;
 use crate::context::SharedHost;
 use adapter::list;
+pub(crate) use live::above_status;
 use run::{command, parse, run, which};
+use running::AgentRun;
+use running::{start_agent, wait_any};
 
-/// The `agent::` namespace: `run`, `command`, `parse`, `which` and `list`.
+/// The `agent::` namespace: `run`, `start`, `wait_any`, `command`, `parse`,
+/// `which` and `list`.
 pub(crate) fn module(host: &SharedHost) -> Module {
     let mut m = Module::new();
+    m.set_custom_type::<AgentRun>("AgentRun");
+    let h = host.clone();
+    m.set_native_fn("start", move |ctx: rhai::NativeCallContext, name: &str, req: Map| {
+        start_agent(&h, ctx.engine(), name, &req).map_err(|e| super::at(&ctx, e))
+    });
+    let h = host.clone();
+    m.set_native_fn("wait_any", move |ctx: rhai::NativeCallContext, handles: Array| {
+        wait_any(&h, ctx.engine(), &handles).map_err(|e| super::at(&ctx, e))
+    });
     let h = host.clone();
     m.set_native_fn("run", move |ctx: rhai::NativeCallContext, name: &str, req: Map| {
         run(&h, ctx.engine(), name, &req).map_err(|e| super::at(&ctx, e))

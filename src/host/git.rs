@@ -1,10 +1,18 @@
 //! `git::` — HEAD and what changed since a commit, for recording what an
 //! agent did; the work tree's status, switching branches and committing
-//! chosen paths, for a loop that keeps its own record in the repository. Everything is asked of git itself, so worktrees, packed refs,
-//! reftable and `GIT_DIR` work as git has them. Diffs include untracked files (respecting .gitignore) without
-//! touching the user's index: changes are staged into a throwaway copy of it.
+//! chosen paths, for a loop that keeps its own record in the repository;
+//! worktrees and merges (`worktree`), for work done side by side. Everything
+//! is asked of git itself, so worktrees, packed refs, reftable and `GIT_DIR`
+//! work as git has them. Diffs include untracked files (respecting
+//! .gitignore) without touching the user's index: changes are staged into a
+//! throwaway copy of it.
+//!
+//! The project's work tree is the default; `head`, `branch`, `changed_files`
+//! and `status` also take a directory inside the project (a worktree).
 
-use std::path::Path;
+mod worktree;
+
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rhai::{Array, Dynamic, Map, Module};
@@ -35,10 +43,18 @@ fn trimmed_or_unit(result: Result<String, String>) -> Dynamic {
     }
 }
 
+/// The work tree at `dir`, a directory inside the project.
+fn work_tree(host: &SharedHost, dir: &str) -> Fallible<PathBuf> {
+    let path = host.roots.resolve(dir).map_err(raise)?;
+    if !path.is_dir() {
+        return super::fail(format!("'{dir}' is not a directory"));
+    }
+    Ok(path)
+}
+
 /// `git diff --cached <since> <extra>` against a private index holding
-/// every change of the work tree, tracked or not.
-fn diff(host: &SharedHost, since: &Dynamic, extra: &[&str]) -> Fallible<String> {
-    let root = &host.roots.project;
+/// every change of the work tree at `root`, tracked or not.
+fn diff(root: &Path, since: &Dynamic, extra: &[&str]) -> Fallible<String> {
     let base = match since.clone().into_string() {
         Ok(s) if !s.is_empty() => s,
         _ => git(root, &["hash-object", "-t", "tree", "/dev/null"], None).map_err(raise)?.trim().to_string(),
@@ -60,9 +76,8 @@ fn diff(host: &SharedHost, since: &Dynamic, extra: &[&str]) -> Fallible<String> 
 
 /// `git status --porcelain`: one `#{path, state}` per changed or untracked
 /// path (state is git's two-letter code, "??" for untracked).
-fn status(host: &SharedHost) -> Fallible<Array> {
-    let out = git(&host.roots.project, &["status", "--porcelain=v1", "-z", "--untracked-files=all"], None)
-        .map_err(raise)?;
+fn status(root: &Path) -> Fallible<Array> {
+    let out = git(root, &["status", "--porcelain=v1", "-z", "--untracked-files=all"], None).map_err(raise)?;
     let mut entries = Array::new();
     let mut fields = out.split('\0').filter(|f| !f.is_empty());
     while let Some(field) = fields.next() {
@@ -125,33 +140,45 @@ pub(crate) fn module(host: &SharedHost) -> Module {
         Ok(git(&h.roots.project, &["rev-parse", "--is-inside-work-tree"], None)
             .is_ok_and(|s| s.trim() == "true"))
     });
+    let head = |root: &Path| Ok(trimmed_or_unit(git(root, &["rev-parse", "--verify", "-q", "HEAD"], None)));
     let h = host.clone();
     // git::head() -> the commit SHA of HEAD, or () before the first commit.
-    primitive!(m, "head", || {
-        Ok(trimmed_or_unit(git(&h.roots.project, &["rev-parse", "--verify", "-q", "HEAD"], None)))
-    });
+    primitive!(m, "head", || head(&h.roots.project));
+    let h = host.clone();
+    // git::head(dir) -> the same in the work tree at `dir`.
+    primitive!(m, "head", |dir: &str| head(&work_tree(&h, dir)?));
+    let branch =
+        |root: &Path| Ok(trimmed_or_unit(git(root, &["symbolic-ref", "--short", "-q", "HEAD"], None)));
     let h = host.clone();
     // git::branch() -> the current branch name, or () when detached.
-    primitive!(m, "branch", || {
-        Ok(trimmed_or_unit(git(&h.roots.project, &["symbolic-ref", "--short", "-q", "HEAD"], None)))
-    });
+    primitive!(m, "branch", || branch(&h.roots.project));
+    let h = host.clone();
+    // git::branch(dir) -> the same in the work tree at `dir`.
+    primitive!(m, "branch", |dir: &str| branch(&work_tree(&h, dir)?));
     let h = host.clone();
     // git::diff(since) -> the patch from `since` (a commit, or () for the
     // empty tree) to the work tree, untracked files included.
-    primitive!(m, "diff", |since: Dynamic| diff(&h, &since, &[]));
+    primitive!(m, "diff", |since: Dynamic| diff(&h.roots.project, &since, &[]));
     let h = host.clone();
     // git::diff_stat(since) -> the same as `git diff --stat`.
-    primitive!(m, "diff_stat", |since: Dynamic| diff(&h, &since, &["--stat"]));
+    primitive!(m, "diff_stat", |since: Dynamic| diff(&h.roots.project, &since, &["--stat"]));
+    let changed = |root: &Path, since: &Dynamic| {
+        let names = diff(root, since, &["--name-only"])?;
+        Ok(names.lines().filter(|l| !l.is_empty()).map(|l| Dynamic::from(l.to_string())).collect::<Array>())
+    };
     let h = host.clone();
     // git::changed_files(since) -> paths changed, added or deleted.
-    primitive!(m, "changed_files", |since: Dynamic| {
-        let names = diff(&h, &since, &["--name-only"])?;
-        Ok(names.lines().filter(|l| !l.is_empty()).map(|l| Dynamic::from(l.to_string())).collect::<Array>())
-    });
+    primitive!(m, "changed_files", |since: Dynamic| changed(&h.roots.project, &since));
+    let h = host.clone();
+    // git::changed_files(since, dir) -> the same in the work tree at `dir`.
+    primitive!(m, "changed_files", |since: Dynamic, dir: &str| changed(&work_tree(&h, dir)?, &since));
     let h = host.clone();
     // git::status() -> [#{path, state}] for every uncommitted change,
     // untracked files included (state "??"), as `git status --porcelain`.
-    primitive!(m, "status", || status(&h));
+    primitive!(m, "status", || status(&h.roots.project));
+    let h = host.clone();
+    // git::status(dir) -> the same in the work tree at `dir`.
+    primitive!(m, "status", |dir: &str| status(&work_tree(&h, dir)?));
     let h = host.clone();
     // git::switch_branch(branch) -> switches to the branch, creating it at HEAD
     // when it does not exist; true when it was created.
@@ -160,5 +187,6 @@ pub(crate) fn module(host: &SharedHost) -> Module {
     // git::commit(paths, message) -> commits those paths only (whatever
     // else is staged stays staged); the new SHA, or () when they hold no change.
     primitive!(m, "commit", |paths: Array, message: &str| commit(&h, &paths, message));
+    worktree::register(&mut m, host);
     m
 }

@@ -36,7 +36,9 @@ pub(crate) fn message(label: &str, color: &str, text: &str) {
     };
     let style = Style::new().fg_color(color.map(Into::into));
     let line = if label.is_empty() { text.to_string() } else { format!("{style}{label}{style:#} {text}") };
-    let _ = writeln!(anstream::stderr().lock(), "{line}");
+    super::agent::above_status(|| {
+        let _ = writeln!(anstream::stderr().lock(), "{line}");
+    });
 }
 
 /// Lays out rows under headers in aligned columns, measured in terminal

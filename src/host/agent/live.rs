@@ -1,13 +1,13 @@
-//! What a person sees while an agent works, all on stderr: on a terminal the
-//! agent's text scrolls above one status line that is redrawn in place
-//! (`⠋ claude · generator US-001 · 1m12s · Bash: cargo test`); without one,
-//! plain prefixed lines (`[claude] text`, `[claude] → Bash: cargo test`);
-//! or nothing at all.
+//! What a person sees while agents work, all on stderr: on a terminal the
+//! agent's text scrolls above one status line per running agent, redrawn in
+//! place (`⠋ claude · generator US-001 · 1m12s · Bash: cargo test`); without
+//! one, plain prefixed lines (`[claude] text`, `[claude] → Bash: cargo test`,
+//! or the request's `prefix` instead of the agent's name); or nothing at all.
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
@@ -33,10 +33,11 @@ pub(crate) enum View {
 }
 
 impl View {
-    pub(crate) fn new(mode: Mode, agent: &str, label: &str) -> Self {
+    pub(crate) fn new(mode: Mode, agent: &str, label: &str, prefix: Option<&str>) -> Self {
+        let prefix = format!("[{}]", prefix.unwrap_or(agent));
         match mode {
-            Mode::Live => View::Live(Live::start(agent, label)),
-            Mode::Plain => View::Plain(Plain { prefix: format!("[{agent}]"), pending: String::new() }),
+            Mode::Live => View::Live(Live::start(agent, label, prefix)),
+            Mode::Plain => View::Plain(Plain { prefix, pending: String::new() }),
             Mode::None => View::None,
         }
     }
@@ -69,7 +70,7 @@ impl View {
     /// stops naming the tool.
     pub(crate) fn tool_done(&mut self) {
         if let View::Live(live) = self {
-            live.with(|s| s.tool = THINKING.to_string());
+            live.with(|row, _| row.tool = THINKING.to_string());
         }
     }
 
@@ -172,19 +173,21 @@ impl Plain {
     }
 }
 
-struct Status {
+/// One agent's status line.
+struct Row {
+    id: u64,
     agent: String,
     label: String,
+    /// What its text lines start with while other agents run too.
+    prefix: String,
     start: Instant,
     tool: String,
-    frame: usize,
     /// Streamed text not yet ended by a newline.
     pending: String,
-    shown: bool,
 }
 
-impl Status {
-    fn line(&self) -> String {
+impl Row {
+    fn line(&self, frame: usize, width: usize) -> String {
         let secs = self.start.elapsed().as_secs();
         let elapsed =
             if secs >= 60 { format!("{}m{:02}s", secs / 60, secs % 60) } else { format!("{secs}s") };
@@ -196,124 +199,187 @@ impl Status {
         if !self.tool.is_empty() {
             parts.push(self.tool.clone());
         }
-        let line = format!("{} {}", SPINNER[self.frame % SPINNER.len()], parts.join(" · "));
-        let width = terminal_width().saturating_sub(1).max(10);
-        fit(&line, width)
+        fit(&format!("{} {}", SPINNER[frame % SPINNER.len()], parts.join(" · ")), width)
     }
+}
 
-    /// Clears the status line, prints `lines` above it and redraws it.
-    fn print(&mut self, lines: &[&str]) {
-        let mut out = String::from("\r\x1b[2K");
+/// The status lines of every running agent, at the bottom of the terminal,
+/// redrawn by one ticker thread so the clocks move while agents are silent.
+struct Board {
+    rows: Vec<Row>,
+    /// How many status lines are on the screen now.
+    shown: usize,
+    frame: usize,
+    ticking: bool,
+}
+
+static BOARD: Mutex<Board> = Mutex::new(Board { rows: Vec::new(), shown: 0, frame: 0, ticking: false });
+static NEXT_ROW: AtomicU64 = AtomicU64::new(1);
+
+impl Board {
+    /// Clears the status lines, prints `lines` above them and redraws them.
+    fn print(&mut self, lines: &[String]) {
+        let mut out = String::new();
+        if self.shown > 1 {
+            out.push_str(&format!("\x1b[{}A\r\x1b[J", self.shown - 1));
+        } else {
+            out.push_str("\r\x1b[2K");
+        }
         for line in lines {
             out.push_str(line);
             out.push('\n');
         }
-        out.push_str(&self.line());
-        self.shown = true;
+        let width = terminal_width().saturating_sub(1).max(10);
+        let rows: Vec<String> = self.rows.iter().map(|row| row.line(self.frame, width)).collect();
+        out.push_str(&rows.join("\n"));
+        if self.shown > 0 || !lines.is_empty() || !rows.is_empty() {
+            let mut err = io::stderr().lock();
+            let _ = err.write_all(out.as_bytes()).and_then(|()| err.flush());
+        }
+        self.shown = rows.len();
+    }
+
+    /// Takes the status lines off the screen.
+    fn clear(&mut self) {
+        let mut out = String::new();
+        if self.shown > 1 {
+            out.push_str(&format!("\x1b[{}A", self.shown - 1));
+        }
+        out.push_str("\r\x1b[J");
         let mut err = io::stderr().lock();
         let _ = err.write_all(out.as_bytes()).and_then(|()| err.flush());
+        self.shown = 0;
+    }
+
+    /// `lines` of the row `id`, named by its prefix while other agents run too.
+    fn print_from(&mut self, id: u64, lines: Vec<String>) {
+        let several = self.rows.len() > 1;
+        let prefix =
+            self.rows.iter().find(|row| row.id == id).map(|row| row.prefix.clone()).unwrap_or_default();
+        let lines: Vec<String> =
+            if several { lines.into_iter().map(|line| format!("{prefix} {line}")).collect() } else { lines };
+        self.print(&lines);
     }
 }
 
-/// The status line, redrawn by a ticker thread so the clock moves while the
-/// agent is silent.
+/// Runs `write`, which prints whole lines to stderr, with the status lines
+/// of running agents taken off the screen first and drawn again after, so
+/// that messages printed while agents run never land inside them.
+pub(crate) fn above_status(write: impl FnOnce()) {
+    let Ok(mut board) = BOARD.lock() else { return write() };
+    if board.shown == 0 {
+        drop(board);
+        return write();
+    }
+    board.clear();
+    write();
+    board.print(&[]);
+}
+
+/// Redraws the board every tenth of a second while it has rows.
+fn tick() {
+    loop {
+        {
+            let Ok(mut board) = BOARD.lock() else { return };
+            if board.rows.is_empty() {
+                board.ticking = false;
+                return;
+            }
+            board.frame += 1;
+            board.print(&[]);
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One agent's row on the board.
 pub(crate) struct Live {
-    status: Arc<Mutex<Status>>,
-    stop: Arc<AtomicBool>,
-    ticker: Option<JoinHandle<()>>,
+    id: u64,
+    finished: bool,
 }
 
 impl Live {
-    fn start(agent: &str, label: &str) -> Self {
-        let status = Arc::new(Mutex::new(Status {
-            agent: agent.to_string(),
-            label: label.to_string(),
-            start: Instant::now(),
-            tool: String::new(),
-            frame: 0,
-            pending: String::new(),
-            shown: false,
-        }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let ticker = {
-            let (status, stop) = (status.clone(), stop.clone());
-            thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    if let Ok(mut s) = status.lock() {
-                        s.frame += 1;
-                        s.print(&[]);
-                    }
-                    thread::sleep(Duration::from_millis(100));
-                }
-            })
-        };
-        Self { status, stop, ticker: Some(ticker) }
+    fn start(agent: &str, label: &str, prefix: String) -> Self {
+        let id = NEXT_ROW.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut board) = BOARD.lock() {
+            board.rows.push(Row {
+                id,
+                agent: agent.to_string(),
+                label: label.to_string(),
+                prefix,
+                start: Instant::now(),
+                tool: String::new(),
+                pending: String::new(),
+            });
+            if !board.ticking {
+                board.ticking = true;
+                thread::spawn(tick);
+            }
+        }
+        Self { id, finished: false }
     }
 
-    fn with(&self, f: impl FnOnce(&mut Status)) {
-        if let Ok(mut s) = self.status.lock() {
-            f(&mut s);
+    /// Runs `f` on this agent's row and the board, under the board's lock.
+    fn with(&self, f: impl FnOnce(&mut Row, &mut Vec<String>)) {
+        let Ok(mut board) = BOARD.lock() else { return };
+        let mut lines = Vec::new();
+        let Some(row) = board.rows.iter_mut().find(|row| row.id == self.id) else { return };
+        f(row, &mut lines);
+        if !lines.is_empty() {
+            board.print_from(self.id, lines);
         }
     }
 
     fn text(&mut self, text: &str, delta: bool) {
-        self.with(|s| {
-            let mut lines = Vec::new();
-            if !delta && !s.pending.is_empty() {
-                lines.push(std::mem::take(&mut s.pending));
+        self.with(|row, lines| {
+            if !delta && !row.pending.is_empty() {
+                lines.push(std::mem::take(&mut row.pending));
             }
-            s.pending.push_str(text);
-            while let Some(i) = s.pending.find('\n') {
-                let line: String = s.pending.drain(..=i).collect();
+            row.pending.push_str(text);
+            while let Some(i) = row.pending.find('\n') {
+                let line: String = row.pending.drain(..=i).collect();
                 lines.push(line.trim_end_matches(['\n', '\r']).to_string());
             }
-            if !delta && !s.pending.is_empty() {
-                lines.push(std::mem::take(&mut s.pending));
+            if !delta && !row.pending.is_empty() {
+                lines.push(std::mem::take(&mut row.pending));
             }
-            let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-            s.print(&refs);
         });
     }
 
     fn tool(&mut self, shown: &str) {
-        self.with(|s| {
-            let pending = std::mem::take(&mut s.pending);
-            s.tool = shown.to_string();
-            let line = format!("→ {shown}");
-            let mut lines = vec![line.as_str()];
+        self.with(|row, lines| {
+            let pending = std::mem::take(&mut row.pending);
             if !pending.is_empty() {
-                lines.insert(0, &pending);
+                lines.push(pending);
             }
-            s.print(&lines);
+            row.tool = shown.to_string();
+            lines.push(format!("→ {shown}"));
         });
     }
 
     fn line(&mut self, text: &str) {
-        self.with(|s| {
-            let pending = std::mem::take(&mut s.pending);
-            let mut lines: Vec<&str> = text.lines().collect();
+        self.with(|row, lines| {
+            let pending = std::mem::take(&mut row.pending);
             if !pending.is_empty() {
-                lines.insert(0, &pending);
+                lines.push(pending);
             }
-            s.print(&lines);
+            lines.extend(text.lines().map(String::from));
         });
     }
 
+    /// Takes the row off the board, printing its unfinished text.
     fn finish(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(ticker) = self.ticker.take() {
-            let _ = ticker.join();
-            self.with(|s| {
-                let mut out = String::from("\r\x1b[2K");
-                if !s.pending.is_empty() {
-                    out.push_str(&std::mem::take(&mut s.pending));
-                    out.push('\n');
-                }
-                if s.shown || !out.is_empty() {
-                    let _ = io::stderr().lock().write_all(out.as_bytes());
-                }
-            });
+        if std::mem::replace(&mut self.finished, true) {
+            return;
         }
+        let Ok(mut board) = BOARD.lock() else { return };
+        let Some(at) = board.rows.iter().position(|row| row.id == self.id) else { return };
+        let pending = std::mem::take(&mut board.rows[at].pending);
+        if !pending.is_empty() {
+            board.print_from(self.id, vec![pending]);
+        }
+        board.rows.remove(at);
+        board.print(&[]);
     }
 }
 

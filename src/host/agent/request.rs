@@ -24,6 +24,8 @@ pub(super) struct Request {
     pub(super) idle: Option<Duration>,
     pub(super) mode: Mode,
     pub(super) label: String,
+    /// What plain lines start with (`[prefix]`), instead of the agent's name.
+    pub(super) prefix: Option<String>,
     pub(super) env: Map,
 }
 
@@ -80,7 +82,9 @@ pub(super) fn request(host: &SharedHost, req: &Map) -> Fallible<Request> {
     map.insert("view".into(), view.into());
     let label = opt::<ImmutableString>(req, "label", "a string")?.map(|s| s.to_string()).unwrap_or_default();
     map.insert("label".into(), label.clone().into());
+    let prefix = opt::<ImmutableString>(req, "prefix", "a string")?.map(|s| s.to_string());
+    map.insert("prefix".into(), prefix.clone().map_or(Dynamic::UNIT, Dynamic::from));
     let env = opt::<Map>(req, "env", "a map")?.unwrap_or_default();
     map.insert("env".into(), env.clone().into());
-    Ok(Request { map, cwd, timeout, idle, mode, label, env })
+    Ok(Request { map, cwd, timeout, idle, mode, label, prefix, env })
 }

@@ -2,20 +2,19 @@
 //! under supervision, feeding its stdout lines to the adapter's `parse`, and
 //! deciding the status of the result map.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rhai::{Array, Dynamic, Engine, Map};
 
-use super::adapter::{Adapter, Invocation};
+use super::adapter::Adapter;
 use super::collect::{string, Collector};
 use super::live::View;
 use super::request::{request, Request};
 use crate::cancel;
 use crate::context::SharedHost;
 use crate::host::Fallible;
-use crate::supervise::{Ending, Framing, Limits, Stream, Supervised};
+use crate::supervise::{drive_first, Driven, Ending, Framing, Limits, Stream, Supervised};
 
 /// Longest stdout line handed to `parse`; the rest of a longer line is
 /// dropped (and the line skipped), so memory stays bounded.
@@ -77,32 +76,55 @@ fn interrupted() -> Outcome {
 
 /// `agent::run(name, request)` -> result map.
 pub(super) fn run(host: &SharedHost, engine: &Engine, name: &str, req: &Map) -> Fallible<Map> {
+    match start(host, engine, name, req)? {
+        Started::Ended(result) => Ok(result),
+        Started::Running(mut agent) => {
+            let Running { driven, state } = &mut *agent;
+            let ending = drive_first(&mut [driven], |_, stream, bytes, cut| {
+                state.output(host, engine, stream, bytes, cut)
+            });
+            agent.state.end(host, engine, ending.map(|(_, ending)| ending))
+        }
+    }
+}
+
+/// An agent started by `start`: running, or ended before it could run.
+pub(super) enum Started {
+    Running(Box<Running>),
+    Ended(Map),
+}
+
+/// A running agent: its process, and the rest.
+pub(super) struct Running {
+    pub(super) driven: Driven,
+    pub(super) state: AgentState,
+}
+
+/// What a running agent's output has added up to, and how it is shown.
+pub(super) struct AgentState {
+    name: String,
+    adapter: Adapter,
+    req: Request,
+    collected: Collector,
+    view: View,
+    start: Instant,
+}
+
+/// Starts the agent `name` for `req` (its adapter's command, under
+/// supervision); the result map at once when it cannot run.
+pub(super) fn start(host: &SharedHost, engine: &Engine, name: &str, req: &Map) -> Fallible<Started> {
     let start = Instant::now();
     let mut adapter = Adapter::load(host, engine, name)?;
     let req = request(host, req)?;
     let invocation = adapter.invocation(host, engine, &req)?;
-    let mut collected = Collector::default();
-    let outcome = match crate::program::find(&invocation.program, &req.cwd) {
+    let ended = |outcome| Ok(Started::Ended(result_map(name, outcome, &Collector::default(), start)));
+    let path = match crate::program::find(&invocation.program, &req.cwd) {
         // After Ctrl-C the workflow is winding down: no new agent starts.
-        _ if cancel::is_interrupted() => interrupted(),
-        None => not_found(&mut adapter, host, engine, &invocation.program)?,
-        Some(path) => supervise(host, engine, &mut adapter, &req, &invocation, &path, &mut collected)?,
+        _ if cancel::is_interrupted() => return ended(interrupted()),
+        None => return ended(not_found(&mut adapter, host, engine, &invocation.program)?),
+        Some(path) => path,
     };
-    host.budget.refill();
-    Ok(result_map(name, outcome, &collected, start))
-}
-
-/// Runs the agent to its end and decides its status.
-fn supervise(
-    host: &SharedHost,
-    engine: &Engine,
-    adapter: &mut Adapter,
-    req: &Request,
-    invocation: &Invocation,
-    path: &Path,
-    collected: &mut Collector,
-) -> Fallible<Outcome> {
-    let mut command = Command::new(path);
+    let mut command = Command::new(&path);
     command.args(&invocation.args).current_dir(&invocation.cwd);
     for (key, value) in &invocation.env {
         match value {
@@ -114,16 +136,32 @@ fn supervise(
     let child = match Supervised::spawn(command, stdin, Framing::Lines { max_line: MAX_LINE }) {
         Ok(child) => child,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return not_found(adapter, host, engine, &invocation.program);
+            return ended(not_found(&mut adapter, host, engine, &invocation.program)?);
         }
         Err(e) => {
             let error = format!("cannot start {} ({}): {e}", adapter.name, path.display());
-            return Ok(Outcome { status: "failed", exit_code: None, error: Some(error) });
+            return ended(Outcome { status: "failed", exit_code: None, error: Some(error) });
         }
     };
-    let mut view = View::new(req.mode, &adapter.name, &req.label);
+    let view = View::new(req.mode, &adapter.name, &req.label, req.prefix.as_deref());
     let limits = Limits { total: req.timeout, idle: req.idle, grace: GRACE };
-    let ending = child.drive(limits, |stream, bytes, cut| {
+    let state =
+        AgentState { name: name.to_string(), adapter, req, collected: Collector::default(), view, start };
+    Ok(Started::Running(Box::new(Running { driven: child.start_driving(limits), state })))
+}
+
+impl AgentState {
+    /// One piece of the agent's output: into the tail, through the adapter's
+    /// `parse`, and its events into the result and the view.
+    pub(super) fn output(
+        &mut self,
+        host: &SharedHost,
+        engine: &Engine,
+        stream: Stream,
+        bytes: &[u8],
+        cut: bool,
+    ) -> Fallible<()> {
+        let Self { adapter, collected, view, .. } = self;
         collected.tail.push(stream, bytes, cut);
         let events = match stream {
             _ if cut => {
@@ -134,53 +172,72 @@ fn supervise(
             Stream::Stderr => adapter.parse_stderr(host, engine, bytes)?,
         };
         for event in events {
-            collected.event(&event, &mut view);
+            collected.event(&event, view);
         }
-        Ok::<(), Box<rhai::EvalAltResult>>(())
-    });
-    view.finish();
-    let ending = ending?;
-    if let (Some((message, _)), Ending::Exited(code)) = (&collected.limit, &ending) {
-        // A limit outranks how the process ended: the step is to be repeated.
-        return Ok(Outcome { status: "limited", exit_code: *code, error: Some(message.clone()) });
+        Ok(())
     }
-    let seconds = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64());
-    Ok(match ending {
-        Ending::Interrupted => interrupted(),
-        Ending::TimedOut => Outcome {
-            status: "timeout",
-            exit_code: None,
-            error: Some(format!("stopped after the total timeout of {}s", seconds(req.timeout))),
-        },
-        Ending::IdleTimedOut => Outcome {
-            status: "timeout",
-            exit_code: None,
-            error: Some(format!("stopped after {}s without output (idle timeout)", seconds(req.idle))),
-        },
-        Ending::Exited(Some(0)) if !collected.result_error => {
-            Outcome { status: "ok", exit_code: Some(0), error: None }
+
+    /// The result map once the agent has ended (or driving it failed).
+    pub(super) fn end(
+        &mut self,
+        host: &SharedHost,
+        engine: &Engine,
+        ending: Fallible<Ending>,
+    ) -> Fallible<Map> {
+        self.view.finish();
+        let ending = ending?;
+        let outcome = self.outcome(host, engine, ending)?;
+        host.budget.refill();
+        Ok(result_map(&self.name, outcome, &self.collected, self.start))
+    }
+
+    /// Decides the status of the ended agent.
+    fn outcome(&mut self, host: &SharedHost, engine: &Engine, ending: Ending) -> Fallible<Outcome> {
+        let (collected, req) = (&self.collected, &self.req);
+        if let (Some((message, _)), Ending::Exited(code)) = (&collected.limit, &ending) {
+            // A limit outranks how the process ended: the step is to be repeated.
+            return Ok(Outcome { status: "limited", exit_code: *code, error: Some(message.clone()) });
         }
-        Ending::Exited(code) => {
-            let primary = collected.error.clone().or_else(|| collected.tail.stderr_error()).unwrap_or_else(
-                || match code {
-                    Some(0) => "the agent reported an error".into(),
-                    Some(c) if c > 128 => format!("killed by signal {}", c - 128),
-                    Some(c) => format!("exited with code {c}"),
-                    None => "ended without an exit status".into(),
-                },
-            );
-            let explained = match code {
-                Some(c) if c != 0 => adapter.explain_exit(host, engine, c, &collected.tail.text())?,
-                _ => None,
-            };
-            let error = match explained {
-                Some(explanation) if explanation != primary => format!("{explanation}: {primary}"),
-                Some(explanation) => explanation,
-                None => primary,
-            };
-            Outcome { status: "failed", exit_code: code, error: Some(error) }
-        }
-    })
+        let seconds = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64());
+        Ok(match ending {
+            Ending::Interrupted => interrupted(),
+            Ending::TimedOut => Outcome {
+                status: "timeout",
+                exit_code: None,
+                error: Some(format!("stopped after the total timeout of {}s", seconds(req.timeout))),
+            },
+            Ending::IdleTimedOut => Outcome {
+                status: "timeout",
+                exit_code: None,
+                error: Some(format!("stopped after {}s without output (idle timeout)", seconds(req.idle))),
+            },
+            Ending::Exited(Some(0)) if !collected.result_error => {
+                Outcome { status: "ok", exit_code: Some(0), error: None }
+            }
+            Ending::Exited(code) => {
+                let primary =
+                    collected.error.clone().or_else(|| collected.tail.stderr_error()).unwrap_or_else(|| {
+                        match code {
+                            Some(0) => "the agent reported an error".into(),
+                            Some(c) if c > 128 => format!("killed by signal {}", c - 128),
+                            Some(c) => format!("exited with code {c}"),
+                            None => "ended without an exit status".into(),
+                        }
+                    });
+                let tail = collected.tail.text();
+                let explained = match code {
+                    Some(c) if c != 0 => self.adapter.explain_exit(host, engine, c, &tail)?,
+                    _ => None,
+                };
+                let error = match explained {
+                    Some(explanation) if explanation != primary => format!("{explanation}: {primary}"),
+                    Some(explanation) => explanation,
+                    None => primary,
+                };
+                Outcome { status: "failed", exit_code: code, error: Some(error) }
+            }
+        })
+    }
 }
 
 /// `agent::command(name, request)` -> `#{program, args, stdin, env, cwd}`.
