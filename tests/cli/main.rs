@@ -16,6 +16,7 @@ mod limits;
 mod listings;
 mod manual;
 mod overnight;
+mod parallel;
 mod processes;
 mod real_agents;
 mod story_loop;

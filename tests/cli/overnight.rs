@@ -15,7 +15,7 @@ use crate::support::{Output, Project, Run};
 
 /// 2026-12-02T10:00:00Z, the fixed "now" of these tests.
 const NOW: &str = "2026-12-02T10:00:00+00:00";
-const NOW_UNIX: i64 = 1_796_205_600;
+pub(crate) const NOW_UNIX: i64 = 1_796_205_600;
 
 const LIMITER: &str = r#"// The claude adapter, plus a usage limit for a "LIMIT <unix|none>" reply.
 import "agents/claude" as claude;
@@ -36,7 +36,7 @@ fn parse(event) {
 "#;
 
 /// A loop project whose config says `patch` on top of the fixture's.
-fn project_with(patch: &Value) -> Project {
+pub(crate) fn project_with(patch: &Value) -> Project {
     let p = loop_project("prd.json").home_file("scripts/agents/limiter.rhai", LIMITER);
     set_config(&p, patch);
     p
@@ -51,13 +51,13 @@ fn set_config(p: &Project, patch: &Value) {
 }
 
 /// A reply that hits the usage limit, resetting at `resets_at` (None: no time given).
-fn limited(resets_at: Option<i64>) -> Value {
+pub(crate) fn limited(resets_at: Option<i64>) -> Value {
     let at = resets_at.map_or("none".to_string(), |t| t.to_string());
     json!({"text": format!("LIMIT {at}"), "is_error": true, "error": "You've hit your limit", "cost": 0})
 }
 
 /// `aloop ARGS` with the fakes, sleeps skipped and the clock at NOW.
-fn overnight(p: &Project, args: &[&str], entries: &Value) -> Run {
+pub(crate) fn overnight(p: &Project, args: &[&str], entries: &Value) -> Run {
     with_fakes(p, args, entries).env("ALOOP_SLEEP_SCALE", "0").env("ALOOP_NOW", NOW)
 }
 
@@ -580,10 +580,12 @@ fn bad_overnight_settings_are_refused_with_the_key_named() {
         (json!({"budget": {"maxRuntime": "all night"}}), "\"budget.maxRuntime\" must be a duration such as \"8h\" or \"90m\", not \"all night\""),
         (json!({"budget": {"maxTokens": 0}}), "\"budget.maxTokens\" must be a whole number of at least 1 or null, not the number 0"),
         (json!({"maxConsecutiveFailures": 0}), "\"maxConsecutiveFailures\" must be a whole number of at least 1, not the number 0"),
+        (json!({"parallel": 0}), "\"parallel\" must be a whole number of at least 1, not the number 0"),
+        (json!({"mergeRetries": "2"}), "\"mergeRetries\" must be a whole number of at least 1, not the string \"2\""),
         (json!({"stallRetries": "2"}), "\"stallRetries\" must be a whole number of at least 1 or null, not the string \"2\""),
         (json!({"checks": "cargo test"}), "\"checks\" must be a list of commands such as [[\"cargo\", \"test\"]], not the string \"cargo test\""),
         (json!({"checks": ["cargo test"]}), "\"checks[0]\" must be a command as an array of strings such as [\"cargo\", \"test\"] (never a shell string), not the string \"cargo test\""),
-        (json!({"hooks": {"story_done": []}}), "\"hooks.story_done\" is not an event (events: story_passed, story_rejected, story_blocked, limit_wait, budget_stop, loop_complete, loop_stopped, run_recorded)"),
+        (json!({"hooks": {"story_done": []}}), "\"hooks.story_done\" is not an event (events: story_passed, story_rejected, story_blocked, story_conflict, limit_wait, budget_stop, loop_complete, loop_stopped, run_recorded)"),
         (json!({"hooks": {"loop_complete": [[]]}}), "\"hooks.loop_complete[0]\" must be a command as an array of strings"),
         (json!({"autonomy": {"reviewer": "full"}}), "\"autonomy.reviewer\" is not a role (roles: generator, evaluator, planner)"),
         (json!({"sandbox": "yes"}), "\"sandbox\" must be true or false, not the string \"yes\""),

@@ -10,6 +10,10 @@ FAKE_AGENT_LOG=/abs/file.jsonl
 FAKE_AGENT_PLAN=/abs/plan.json
     a JSON array, one entry per call (the call number is kept in
     /abs/plan.json.calls under a lock; after the last entry the last repeats).
+    Or {"by_worktree": {"US-001": [...], "US-002": [...]}}: the key that
+    names the directory the agent runs in (`.../US-001`, or `.../US-001-2`
+    for a second worktree) picks its own array, counted apart (for agents
+    running side by side, whose calls come in no fixed order).
     Entry keys (all optional): text, write {path: content}, append
     {path: more}, commit (message; git add -A && git commit in cwd), exit,
     is_error, error, cost, sleep, hang, mode, limit (a FAKE_AGENT_LIMIT name).
@@ -18,6 +22,9 @@ FAKE_AGENT_MODE
     flood, ignore_term, slow_cleanup (hangs; on SIGTERM takes a second, then
     writes FAKE_AGENT_CLEANED and exits), progress (redraws "working N%\r"
     every 0.3 s for 3 s, no newline, then finishes like ok).
+FAKE_AGENT_TIMES=/abs/file.jsonl
+    append {"cwd", "start", "end"} (unix seconds as floats) when a call ends,
+    and {"cwd", "start"} when it starts: tests see which calls overlapped.
 FAKE_AGENT_READY=/abs/file
     written with the fake's pid once it is running and, for the modes that
     hang, about to wait: tests wait for it instead of counting processes.
@@ -76,18 +83,35 @@ def log_call(agent, argv, prompt, cwd):
         f.write(line)
 
 
-def plan_entry():
+def log_times(record):
+    path = os.environ.get("FAKE_AGENT_TIMES")
+    if not path:
+        return
+    with open(path, "a", encoding="utf-8") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write(json.dumps(record) + "\n")
+
+
+def plan_entry(cwd):
     """The plan entry for this call (a dict), or {} without a plan."""
     path = os.environ.get("FAKE_AGENT_PLAN")
     if not path:
         return {}
     with open(path, encoding="utf-8") as f:
         plan = json.load(f)
+    counter_path = path + ".calls"
+    if isinstance(plan, dict) and "by_worktree" in plan:
+        name = os.path.basename(os.path.normpath(cwd))
+        key = next((k for k in plan["by_worktree"] if name == k or name.startswith(k + "-")), None)
+        if key is None:
+            return {}
+        plan = plan["by_worktree"][key]
+        counter_path += "." + key
     if isinstance(plan, dict):
         plan = [plan]
     if not plan:
         return {}
-    with open(path + ".calls", "a+", encoding="utf-8") as counter:
+    with open(counter_path, "a+", encoding="utf-8") as counter:
         fcntl.flock(counter, fcntl.LOCK_EX)
         counter.seek(0)
         text = counter.read().strip()
@@ -297,11 +321,15 @@ def main(agent, parse_argv, make_format):
         except Usage as e:
             sys.stderr.write(e.message.rstrip("\n") + "\n")
             return e.code
-    entry = plan_entry()
+    entry = plan_entry(cwd)
+    start = time.time()
+    log_times({"cwd": cwd, "start": start})
     try:
         return Session(make_format(options), cwd).play(entry)
     except BrokenPipeError:
         return 1
+    finally:
+        log_times({"cwd": cwd, "start": start, "end": time.time()})
 
 
 def run(agent, parse_argv, make_format):
