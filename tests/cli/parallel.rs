@@ -375,3 +375,15 @@ fn a_budget_stops_new_stories_while_the_running_ones_finish() {
     assert_eq!(story(&prd, "US-002")["passes"], true, "a running story finishes");
     assert!(calls_of(&times(&p), "US-003").is_empty(), "no new story starts");
 }
+
+#[test]
+fn a_worktrees_dir_that_is_a_link_out_of_the_project_is_refused() {
+    let p = loop_project("prd.json");
+    let elsewhere = outside(&p, "elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, p.path(".loop/worktrees")).unwrap();
+    let out = parallel(&p, &["run", "--parallel", "2"], &json!({})).run().code(1);
+    assert!(out.stderr.contains(".loop/worktrees"), "{}", out.stderr);
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0, "nothing was written through the link");
+    assert!(times(&p).is_empty(), "no agent ran");
+}

@@ -1261,3 +1261,83 @@ fn depends_on_must_name_stories_that_can_ever_start() {
     );
     assert_eq!(p.snapshot(), before_cycle);
 }
+
+// ---------------------------------------------------------------- ralph's layout
+
+/// A repository laid out as snarktank/ralph has it: prd.json and
+/// progress.txt in scripts/ralph/, and aloop's config in .loop/.
+fn ralph_project() -> Project {
+    Project::git()
+        .fixture("loop/config.json", ".loop/config.json")
+        .fixture("ralph/prd.json", "scripts/ralph/prd.json")
+        .fixture("ralph/progress.txt", "scripts/ralph/progress.txt")
+        .file(".loop/.gitignore", GITIGNORE)
+        .commit("ralph's layout")
+}
+
+#[test]
+fn run_with_prd_runs_ralphs_prd_json_where_it_lives_and_changes_only_its_verdicts() {
+    let p = ralph_project();
+    let original = p.read("scripts/ralph/prd.json");
+    let out = run_with(
+        &p,
+        &["run", "1", "--prd", "scripts/ralph/prd.json"],
+        &json!([builds("US-001", "tasks.txt"), passes()]),
+    )
+    .code(2);
+    assert!(out.stderr.contains("switched to a new branch ralph/task-priority"), "{}", out.stderr);
+    assert!(out.stderr.contains("US-001 PASSED"), "{}", out.stderr);
+    // Only the verdict changed, byte for byte.
+    let expected = original.replacen("\"passes\": false", "\"passes\": true", 1);
+    p.file_is("scripts/ralph/prd.json", &expected);
+    let progress = p.read("scripts/ralph/progress.txt");
+    assert!(progress.starts_with("# Ralph Progress Log\nStarted: Tue Dec 1 2026\n---\n"), "{progress}");
+    assert!(
+        progress.contains("### US-001 — Store a priority on each task\n")
+            && progress.contains("Verdict: PASS"),
+        "{progress}"
+    );
+    assert!(!p.exists(".loop/prd.json") && !p.exists(".loop/progress.md"), "nothing is made in .loop/");
+    assert_eq!(
+        p.git_cmd(&["show", "--name-only", "--format=%s", "HEAD"]).trim(),
+        "aloop: US-001 PASS\n\nscripts/ralph/prd.json\nscripts/ralph/progress.txt"
+    );
+    let generator_prompt = calls(&p)[0]["prompt"].as_str().unwrap().to_string();
+    let root = p.root();
+    assert!(
+        generator_prompt.contains(&format!("`{}/scripts/ralph/progress.txt`", root.display())),
+        "{generator_prompt}"
+    );
+    assert!(
+        generator_prompt.contains(&format!("`{}/scripts/ralph/prd.json`", root.display())),
+        "{generator_prompt}"
+    );
+}
+
+#[test]
+fn config_prd_points_every_command_at_a_prd_json_kept_elsewhere() {
+    let p = ralph_project();
+    let mut config = json_file(&p, ".loop/config.json");
+    config["prd"] = json!("scripts/ralph/prd.json");
+    std::fs::write(p.path(".loop/config.json"), config.to_string()).unwrap();
+    p.aloop(&["status"])
+        .run()
+        .ok()
+        .stdout_has("0/2 stories pass")
+        .stdout_has("next: US-001 — Store a priority on each task");
+    p.aloop(&["triage", "--json"]).run().ok();
+    config["prd"] = json!("../elsewhere/prd.json");
+    std::fs::write(p.path(".loop/config.json"), config.to_string()).unwrap();
+    let before = p.snapshot();
+    p.aloop(&["run"]).run().code(1).stderr_has(
+        "\"prd\" must be a path inside the repository, relative to its root, not \"../elsewhere/prd.json\"",
+    );
+    assert_eq!(p.snapshot(), before);
+    config["prd"] = json!("scripts/ralph/prd.json");
+    std::fs::write(p.path(".loop/config.json"), config.to_string()).unwrap();
+    let before = p.snapshot();
+    p.aloop(&["run", "--prd", "/etc/prd.json"]).run().code(2).stderr_has(
+        "--prd must be a path inside the repository, relative to its root, not \"/etc/prd.json\"",
+    );
+    assert_eq!(p.snapshot(), before);
+}
