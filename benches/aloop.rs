@@ -8,7 +8,7 @@
 //!
 //! - `cargo bench --bench aloop` every row; a word filters rows by name
 //!   (`iteration200`, `iteration10k`, `status10k`, `status3`, `stream`,
-//!   `dry-run`).
+//!   `dry-run`, `parallel`).
 //! - `ALOOP_BENCH_QUICK=1`: fewer rounds and smaller inputs, for a check
 //!   that every row runs.
 //! - `ALOOP_BENCH_RALPH=/path/to/ralph` (ralph-orchestrator) and
@@ -17,6 +17,7 @@
 //!   measured".
 
 mod floor;
+mod parallel;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,13 +35,14 @@ fn main() {
     let filter = args.iter().find(|a| !a.starts_with('-')).cloned().unwrap_or_default();
     let bench = Bench::new();
     let mut rows = Vec::new();
-    let benchmarks: [(&str, &RowsOf); 6] = [
+    let benchmarks: [(&str, &RowsOf); 7] = [
         ("iteration200", &|b, rows| iteration_rows(b, 200, if b.quick { 8 } else { 30 }, rows)),
         ("iteration10k", &|b, rows| iteration_rows(b, 10_000, if b.quick { 2 } else { 5 }, rows)),
         ("status10k", &status10k_rows),
         ("status3", &status3_rows),
         ("stream", &stream_rows),
         ("dry-run", &dry_run_rows),
+        ("parallel", &parallel::parallel_rows),
     ];
     for (name, run) in benchmarks {
         if name.contains(&filter) {
