@@ -7,8 +7,9 @@
 //! .gitignore) without touching the user's index: changes are staged into a
 //! throwaway copy of it.
 //!
-//! The project's work tree is the default; `head`, `branch`, `changed_files`
-//! and `status` also take a directory inside the project (a worktree).
+//! The project's work tree is the default; `head`, `branch`, `diff`,
+//! `diff_stat`, `changed_files`, `status` and `commit` also take a directory
+//! inside the project (a worktree).
 
 mod worktree;
 
@@ -108,10 +109,10 @@ fn switch(host: &SharedHost, branch: &str) -> Fallible<bool> {
     Ok(!exists)
 }
 
-/// Commits the current content of `paths` (and only them) with `message`;
-/// returns the new commit's SHA, or () when they hold no change.
-fn commit(host: &SharedHost, paths: &Array, message: &str) -> Fallible<Dynamic> {
-    let root = &host.roots.project;
+/// Commits the current content of `paths` (and only them) with `message`
+/// in the work tree at `root`; returns the new commit's SHA, or () when
+/// they hold no change.
+fn commit(root: &Path, paths: &Array, message: &str) -> Fallible<Dynamic> {
     let paths = super::proc::argv(paths)?;
     let mut add = vec!["add", "-A", "--"];
     add.extend(paths.iter().map(String::as_str));
@@ -160,8 +161,14 @@ pub(crate) fn module(host: &SharedHost) -> Module {
     // empty tree) to the work tree, untracked files included.
     primitive!(m, "diff", |since: Dynamic| diff(&h.roots.project, &since, &[]));
     let h = host.clone();
+    // git::diff(since, dir) -> the same in the work tree at `dir`.
+    primitive!(m, "diff", |since: Dynamic, dir: &str| diff(&work_tree(&h, dir)?, &since, &[]));
+    let h = host.clone();
     // git::diff_stat(since) -> the same as `git diff --stat`.
     primitive!(m, "diff_stat", |since: Dynamic| diff(&h.roots.project, &since, &["--stat"]));
+    let h = host.clone();
+    // git::diff_stat(since, dir) -> the same in the work tree at `dir`.
+    primitive!(m, "diff_stat", |since: Dynamic, dir: &str| diff(&work_tree(&h, dir)?, &since, &["--stat"]));
     let changed = |root: &Path, since: &Dynamic| {
         let names = diff(root, since, &["--name-only"])?;
         Ok(names.lines().filter(|l| !l.is_empty()).map(|l| Dynamic::from(l.to_string())).collect::<Array>())
@@ -186,7 +193,14 @@ pub(crate) fn module(host: &SharedHost) -> Module {
     let h = host.clone();
     // git::commit(paths, message) -> commits those paths only (whatever
     // else is staged stays staged); the new SHA, or () when they hold no change.
-    primitive!(m, "commit", |paths: Array, message: &str| commit(&h, &paths, message));
+    primitive!(m, "commit", |paths: Array, message: &str| commit(&h.roots.project, &paths, message));
+    let h = host.clone();
+    // git::commit(paths, message, dir) -> the same in the work tree at `dir`.
+    primitive!(m, "commit", |paths: Array, message: &str, dir: &str| commit(
+        &work_tree(&h, dir)?,
+        &paths,
+        message
+    ));
     worktree::register(&mut m, host);
     m
 }

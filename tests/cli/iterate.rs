@@ -1221,3 +1221,62 @@ fn an_applied_run_is_a_commit_of_its_own_and_revert_takes_it_back() {
         .code(1)
         .stderr_has(&format!("run {dry} has no commit to revert (status skipped)"));
 }
+
+#[test]
+fn with_branch_runs_pile_up_on_iterate_scope_and_the_checkout_is_left_alone() {
+    let p = Project::git().file("site/index.html", "<h1>Welcome</h1>\n").commit("site");
+    std::fs::write(p.path("NOTES.md"), "mine\n").unwrap();
+    let head = p.git_cmd(&["rev-parse", "HEAD"]);
+    let branch = p.git_cmd(&["branch", "--show-current"]);
+    let (plan, _) = with_plan(
+        &p,
+        &json!([
+            {"text": "A clearer headline.", "write": {"site/index.html": "<h1>Ship</h1>\n"}},
+            {"text": "A subtitle.", "append": {"site/index.html": "<p>fast</p>\n"}},
+        ]),
+    );
+    let run = |p: &Project| {
+        p.aloop(&["iterate", "run", "--auto-apply", "--scope", "copy", "--branch"])
+            .env("FAKE_AGENT_PLAN", &plan)
+            .run()
+            .ok()
+    };
+    run(&p).stderr_has("working on branch iterate/copy in .loop/worktrees/iterate-copy");
+    run(&p);
+    // The checked-out branch, its files and the user's own work are untouched.
+    assert_eq!(p.git_cmd(&["rev-parse", "HEAD"]), head);
+    assert_eq!(p.git_cmd(&["branch", "--show-current"]), branch);
+    p.file_is("site/index.html", "<h1>Welcome</h1>\n");
+    assert_eq!(p.git_cmd(&["status", "--porcelain"]), "?? NOTES.md\n");
+    assert!(!p.exists(".loop/worktrees/iterate-copy"), "the worktree is removed after each run");
+    // The second run built on the first, on iterate/copy.
+    assert_eq!(p.git_cmd(&["show", "iterate/copy:site/index.html"]), "<h1>Ship</h1>\n<p>fast</p>\n");
+    assert_eq!(
+        p.git_cmd(&["log", "--format=%s", "-2", "iterate/copy"]),
+        "aloop iterate (copy): A subtitle.\naloop iterate (copy): A clearer headline.\n"
+    );
+    let records = runs(&p);
+    assert_eq!(
+        (records[0]["branch"].clone(), records[1]["branch"].clone()),
+        (json!("iterate/copy"), json!("iterate/copy"))
+    );
+    assert_eq!(records[1]["commit"].as_str().unwrap(), p.git_cmd(&["rev-parse", "iterate/copy"]).trim());
+    let id = records[1]["id"].as_str().unwrap();
+    iterate(&p, &["revert", id]).code(1).stderr_has(&format!(
+        "run {id} was committed on iterate/copy, not on {} checked out here: `git switch iterate/copy` first, then revert it there",
+        branch.trim()
+    ));
+}
+
+#[test]
+fn watch_keeps_branch_with_the_schedule_and_refuses_it_with_cloud() {
+    let p = Project::git();
+    let out = iterate(&p, &["watch", "--interval", "30m", "--branch", "--json"]).ok().json();
+    assert_eq!(out["config"]["branch"], true);
+    // A later watch without the flag keeps it.
+    let again = iterate(&p, &["watch", "--interval", "1h", "--json"]).ok().json();
+    assert_eq!(again["config"]["branch"], true);
+    iterate(&p, &["watch", "--cloud", "--branch"]).code(2).stderr_has(
+        "--branch goes without --cloud: the workflow already opens a pull request from a branch of its own",
+    );
+}

@@ -22,15 +22,18 @@ fn check_branch(root: &Path, branch: &str) -> Fallible<()> {
 }
 
 /// `git::worktree_add(path, branch, base)`: creates `branch` at the commit
-/// `base` and checks it out in the new directory `path` (inside the project;
-/// its missing parents are made, no link is followed). Returns the
-/// worktree's absolute path.
-fn worktree_add(host: &SharedHost, path: &str, branch: &str, base: &str) -> Fallible<String> {
+/// `base` (or, when `base` is (), takes the existing `branch`) and checks it
+/// out in the new directory `path` (inside the project; its missing parents
+/// are made, no link is followed). Returns the worktree's absolute path.
+fn worktree_add(host: &SharedHost, path: &str, branch: &str, base: &Dynamic) -> Fallible<String> {
     let root = &host.roots.project;
     check_branch(root, branch)?;
-    let commit = format!("{base}^{{commit}}");
-    if base.starts_with('-') || git(root, &["rev-parse", "--verify", "-q", &commit], None).is_err() {
-        return fail(format!("'{base}' is not a commit"));
+    let base = if base.is_unit() { None } else { Some(base.to_string()) };
+    if let Some(base) = &base {
+        let commit = format!("{base}^{{commit}}");
+        if base.starts_with('-') || git(root, &["rev-parse", "--verify", "-q", &commit], None).is_err() {
+            return fail(format!("'{base}' is not a commit"));
+        }
     }
     let target = host.roots.open(path, Access::Write, "making a worktree at").map_err(raise)?;
     let name = target.name.as_deref().ok_or_else(|| raise(format!("'{path}' is the project itself")))?;
@@ -40,7 +43,11 @@ fn worktree_add(host: &SharedHost, path: &str, branch: &str, base: &str) -> Fall
     let at = target.path.display().to_string();
     // Forgets worktrees whose directory is gone, which would hold their branch.
     git(root, &["worktree", "prune"], None).map_err(raise)?;
-    git(root, &["worktree", "add", "--quiet", "-b", branch, &at, base], None).map_err(raise)?;
+    let args: Vec<&str> = match &base {
+        Some(base) => vec!["worktree", "add", "--quiet", "-b", branch, &at, base],
+        None => vec!["worktree", "add", "--quiet", &at, branch],
+    };
+    git(root, &args, None).map_err(raise)?;
     Ok(at)
 }
 
@@ -131,8 +138,8 @@ pub(super) fn register(m: &mut Module, host: &SharedHost) {
     let h = host.clone();
     primitive!(m, "branch_exists", |branch: &str| branch_exists(&h, branch));
     let h = host.clone();
-    primitive!(m, "worktree_add", |path: &str, branch: &str, base: &str| worktree_add(
-        &h, path, branch, base
+    primitive!(m, "worktree_add", |path: &str, branch: &str, base: Dynamic| worktree_add(
+        &h, path, branch, &base
     ));
     let h = host.clone();
     primitive!(m, "worktree_remove", |path: &str, force: bool| worktree_remove(&h, path, force));
