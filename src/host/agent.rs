@@ -15,6 +15,9 @@
 //! the per-line cost in the script small (see "Writing an adapter" in
 //! README.md).
 //!
+//! `agent::start` and `agent::wait_any` run several agents at once, each
+//! supervised the same way (`running`).
+//!
 //! `adapter` loads the adapter and checks what its functions return,
 //! `request` checks the workflow's request, `run` supervises the agent,
 //! `collect` adds up its events, `live` shows them.
